@@ -1,0 +1,136 @@
+"""Settings: one pydantic model, resolved once and passed explicitly.
+
+Precedence, lowest first: built-in defaults < TOML file < environment variables
+``EMINGEST_<SECTION>__<KEY>`` < command-line flags. No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from emingest.errors import ConfigError
+
+ENV_PREFIX = "EMINGEST_"
+MiB = 1 << 20
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StorageSettings(_Section):
+    """Where and how volumes are written."""
+
+    data_root: Path = Field(Path("data"), description="Root folder of <source>/<id>/<name>.ome.zarr")
+    chunk_shape: tuple[int, int, int] = Field((128, 128, 128), description="Chunk shape, z y x")
+    shard_shape: tuple[int, int, int] | None = Field(
+        None, description="Shard shape (z y x, multiples of chunk_shape); None: no sharding"
+    )
+    zstd_level: int = Field(3, ge=-7, le=22, description="zstd level; 3 has EM's best speed/ratio")
+    max_levels: int | None = Field(
+        None, ge=1, description="Most pyramid levels (s0 included); None: until one chunk fits"
+    )
+    keep_raw: bool = Field(True, description="Keep downloaded originals after conversion")
+
+    @field_validator("chunk_shape", "shard_shape")
+    @classmethod
+    def _positive(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError("every axis must be >= 1")
+        return v
+
+
+class PipelineSettings(_Section):
+    """Concurrency and memory: the knobs that bound peak memory by design."""
+
+    workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
+    tile_bytes: int = Field(
+        64 * MiB,
+        ge=1,
+        description="Largest region one task reads at once; peak memory ~ workers x 3 x this",
+    )
+    concurrent_volumes: int = Field(2, ge=1, description="Volumes ingested at the same time")
+    executor: str = Field("threads", description="'threads' or a dask scheduler address")
+
+
+class LogSettings(_Section):
+    log_dir: Path = Field(Path("logs"), description="Folder of <source>_<YYYYmmdd_HHMMSS>.log")
+    level: str = "INFO"
+
+
+class Settings(_Section):
+    """Everything a run needs. Sources get their own section under ``sources.<name>``."""
+
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    logging: LogSettings = Field(default_factory=LogSettings)
+    # Per-source settings are validated by each source's own model (see sources/base.py), so a
+    # third-party source can bring its own section without touching this file.
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def source_section(self, name: str) -> dict[str, Any]:
+        return dict(self.sources.get(name, {}))
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``EMINGEST_STORAGE__DATA_ROOT=/x`` -> ``{"storage": {"data_root": "/x"}}``.
+
+    Values are parsed as JSON when they parse (numbers, lists, booleans), else kept as text.
+    """
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if len(path) < 2:
+            continue
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve settings: defaults < TOML < environment < ``overrides`` (the CLI's flags)."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            merged = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"configuration file not found: {config_file}") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{config_file}: not valid TOML: {err}") from err
+    merged = deep_merge(merged, env_overrides(os.environ if environ is None else environ))
+    merged = deep_merge(merged, overrides or {})
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as err:
+        where = f" (from {config_file})" if config_file else ""
+        raise ConfigError(f"invalid settings{where}:\n{err}") from err

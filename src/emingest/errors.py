@@ -1,0 +1,67 @@
+"""The one exception tree of emingest.
+
+Every error a user can see derives from :class:`EmingestError`. Subclasses also inherit the
+built-in exception they refine, so callers can catch either (zarr does the same with
+``NodeNotFoundError(BaseZarrError, FileNotFoundError)``). Library exceptions are translated at
+the edge with ``raise ... from err`` so the message says what, where and what to do.
+"""
+
+from __future__ import annotations
+
+
+class EmingestError(Exception):
+    """Root of every error raised on purpose by emingest."""
+
+
+class ConfigError(EmingestError, ValueError):
+    """A setting, option or configuration file is invalid. Stops the run."""
+
+
+class SourceError(EmingestError):
+    """An archive (or a local input) could not give what was asked of it."""
+
+
+class EntryNotFoundError(SourceError, FileNotFoundError):
+    """The id, file or array asked for does not exist at the source."""
+
+
+class RemoteFormatError(SourceError):
+    """The source answered, but with a payload we cannot interpret (malformed JSON, bad header)."""
+
+
+class TransientSourceError(SourceError):
+    """A failure that may pass: timeouts, resets, 429/5xx. The retry policy retries these only."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IntegrityError(EmingestError):
+    """Bytes do not match what was promised: wrong size, wrong digest, truncated body."""
+
+
+class ConversionError(EmingestError):
+    """A volume could not be read or written: corrupt file, unsupported layout, unwritable store."""
+
+
+class UnsupportedFormatError(ConversionError):
+    """The input is not an image format we can read."""
+
+
+class CatalogError(EmingestError):
+    """The catalog database could not be read or written."""
+
+
+__all__ = [
+    "CatalogError",
+    "ConfigError",
+    "ConversionError",
+    "EmingestError",
+    "EntryNotFoundError",
+    "IntegrityError",
+    "RemoteFormatError",
+    "SourceError",
+    "TransientSourceError",
+    "UnsupportedFormatError",
+]
