@@ -1,0 +1,94 @@
+"""OME-NGFF 0.5 metadata for the volumes we write: axes, multiscales, pyramid geometry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+NGFF_VERSION = "0.5"
+AXES = ("z", "y", "x")
+
+
+@dataclass(frozen=True)
+class Level:
+    """One pyramid level: its array path, shape, voxel size and NGFF translation (nm)."""
+
+    path: str
+    shape: tuple[int, int, int]
+    voxel_size_nm: tuple[float, float, float]
+    translation_nm: tuple[float, float, float]
+
+
+def downsampled_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """Shape after one 2x mean downsampling; an odd edge keeps its last voxel (ceil)."""
+    z, y, x = ((n + 1) // 2 for n in shape)
+    return (z, y, x)
+
+
+def plan_levels(
+    shape: Sequence[int],
+    chunk_shape: Sequence[int],
+    voxel_size_nm: Sequence[float],
+    *,
+    max_levels: int | None = None,
+    origin_nm: Sequence[float] = (0.0, 0.0, 0.0),
+) -> list[Level]:
+    """Levels s0, s1, ... halving every axis until the smallest axis fits in one chunk.
+
+    Mean downsampling by 2 puts a level-k voxel centre halfway between the 2^k level-0 voxels it
+    averages, so its translation is ``origin + (2^k - 1) / 2 * voxel_size_0`` (NGFF 0.5,
+    "coordinateTransformations").
+    """
+    levels: list[Level] = []
+    current = tuple(int(n) for n in shape)
+    k = 0
+    while True:
+        factor = 2**k
+        levels.append(
+            Level(
+                path=f"s{k}",
+                shape=current,  # type: ignore[arg-type]
+                voxel_size_nm=tuple(float(v) * factor for v in voxel_size_nm),  # type: ignore[arg-type]
+                translation_nm=tuple(
+                    float(o) + (factor - 1) / 2 * float(v)
+                    for o, v in zip(origin_nm, voxel_size_nm, strict=True)
+                ),  # type: ignore[arg-type]
+            )
+        )
+        fits_one_chunk = any(n <= c for n, c in zip(current, chunk_shape, strict=True))
+        if fits_one_chunk or (max_levels is not None and len(levels) >= max_levels):
+            return levels
+        if min(current) <= 1:
+            return levels
+        current = downsampled_shape(current)
+        k += 1
+
+
+def multiscales_attrs(name: str, levels: Sequence[Level]) -> dict[str, Any]:
+    """The ``ome`` attribute of the image group (NGFF 0.5 on Zarr v3)."""
+    return {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            {
+                "name": name,
+                "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in AXES],
+                "datasets": [
+                    {
+                        "path": lv.path,
+                        "coordinateTransformations": [
+                            {"type": "scale", "scale": list(lv.voxel_size_nm)},
+                            {"type": "translation", "translation": list(lv.translation_nm)},
+                        ],
+                    }
+                    for lv in levels
+                ],
+                "type": "mean",
+                "metadata": {
+                    "method": "emingest.omezarr.pyramid.downsample_mean2",
+                    "description": "2x2x2 mean, integers rounded half up; odd edges averaged "
+                    "over the voxels present",
+                },
+            }
+        ],
+    }

@@ -1,0 +1,174 @@
+"""Writing one OME-Zarr image: a Zarr v3 group with NGFF 0.5 metadata and arrays s0..sN.
+
+The arrays are written with tensorstore: it reached the disk's limit here (602 MB/s for s0,
+zstd-3, 128^3) where zarr-python's defaults reach 202 (performance.md). The group metadata is
+plain ``zarr.json`` written atomically by us; zarr-python and ome-zarr-models read it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorstore as ts
+
+from emingest.errors import ConversionError
+from emingest.omezarr.metadata import AXES, Level, multiscales_attrs
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, flush, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _codecs(zstd_level: int, chunk_shape: Sequence[int], shard_shape: Sequence[int] | None):
+    inner = [
+        {"name": "bytes", "configuration": {"endian": "little"}},
+        {"name": "zstd", "configuration": {"level": zstd_level, "checksum": False}},
+    ]
+    if shard_shape is None:
+        return list(chunk_shape), inner
+    return list(shard_shape), [
+        {
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": list(chunk_shape),
+                "codecs": inner,
+                "index_codecs": [
+                    {"name": "bytes", "configuration": {"endian": "little"}},
+                    {"name": "crc32c"},
+                ],
+                "index_location": "end",
+            },
+        }
+    ]
+
+
+class OmeZarrWriter:
+    """Creates (or reopens) the image at ``path`` and writes regions of its levels."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        levels: Sequence[Level],
+        dtype: np.dtype[Any],
+        chunk_shape: Sequence[int],
+        shard_shape: Sequence[int] | None = None,
+        zstd_level: int = 3,
+        io_concurrency: int = 8,
+    ) -> None:
+        self.path = Path(path)
+        self.name = name
+        self.levels = list(levels)
+        self.dtype = np.dtype(dtype).newbyteorder("=")
+        self.chunk_shape = tuple(int(c) for c in chunk_shape)
+        self.shard_shape = tuple(int(s) for s in shard_shape) if shard_shape else None
+        self.zstd_level = zstd_level
+        self._context = ts.Context(
+            {
+                "data_copy_concurrency": {"limit": max(1, os.cpu_count() or 1)},
+                "file_io_concurrency": {"limit": io_concurrency},
+                # No chunk cache: we write each chunk once, whole; caching would only hold memory.
+                "cache_pool": {"total_bytes_limit": 0},
+            }
+        )
+        self._arrays: dict[int, ts.TensorStore] = {}
+
+    @property
+    def write_block(self) -> tuple[int, int, int]:
+        """The unit that must be written whole: a shard when sharding, else a chunk."""
+        return self.shard_shape or self.chunk_shape  # type: ignore[return-value]
+
+    def _array_spec(self, level: Level) -> dict[str, Any]:
+        grid, codecs = _codecs(self.zstd_level, self.chunk_shape, self.shard_shape)
+        return {
+            "driver": "zarr3",
+            "kvstore": {"driver": "file", "path": str(self.path / level.path) + "/"},
+            "metadata": {
+                "shape": list(level.shape),
+                "data_type": self.dtype.name if self.dtype.name != "bool" else "bool",
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": grid}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "codecs": codecs,
+                "fill_value": 0,
+                "dimension_names": list(AXES),
+            },
+        }
+
+    def create(self) -> None:
+        """Create the group and every level's array (idempotent: existing ones are reopened).
+
+        Raises :class:`ConversionError` when the folder cannot be written.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            group_meta = {
+                "zarr_format": 3,
+                "node_type": "group",
+                "attributes": {"ome": multiscales_attrs(self.name, self.levels)},
+            }
+            atomic_write_text(self.path / "zarr.json", json.dumps(group_meta, indent=2))
+            for i, level in enumerate(self.levels):
+                self._arrays[i] = ts.open(
+                    self._array_spec(level), create=True, open=True, context=self._context
+                ).result()
+        except (OSError, ValueError) as err:
+            raise ConversionError(f"cannot create OME-Zarr store at {self.path}: {err}") from err
+
+    def array(self, level: int) -> ts.TensorStore:
+        if level not in self._arrays:
+            self._arrays[level] = ts.open(
+                self._array_spec(self.levels[level]), open=True, context=self._context
+            ).result()
+        return self._arrays[level]
+
+    def write(self, level: int, region: Sequence[slice], data: np.ndarray) -> None:
+        """Write ``data`` at ``region`` of ``level`` and wait until it is on disk."""
+        try:
+            self.array(level)[tuple(region)].write(data).result()
+        except ValueError as err:
+            raise ConversionError(
+                f"writing {self.path}/{self.levels[level].path} at {_fmt(region)} failed: {err}"
+            ) from err
+
+    def read(self, level: int, region: Sequence[slice]) -> np.ndarray:
+        return np.asarray(self.array(level)[tuple(region)].read().result())
+
+
+def _fmt(region: Sequence[slice]) -> str:
+    return ",".join(f"{s.start}:{s.stop}" for s in region)
+
+
+def store_size_bytes(path: Path) -> int:
+    """Bytes on disk of every file under ``path`` (what ``du --apparent-size`` counts)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def remove_store(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)

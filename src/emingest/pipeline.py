@@ -1,0 +1,371 @@
+"""The pipeline: plan each volume into region tasks and fan them out on one executor.
+
+For each volume: describe -> stub record -> open -> level-0 tiles (each also writes its level-1
+block from memory) -> higher levels from the level below -> digest -> complete record.
+Tiles are chunk-aligned and sized by ``pipeline.tile_bytes``, so peak memory is about
+``workers x tile_bytes x 3`` whatever the volume's size. A journal of finished tiles makes a
+killed run resumable; the digest (sha256 + statistics) streams over the volume in C order in
+its own task, in bounded bands.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emingest.config import Settings
+from emingest.errors import ConversionError, EmingestError
+from emingest.journal import TileJournal
+from emingest.omezarr.metadata import Level, plan_levels
+from emingest.omezarr.pyramid import downsample_mean2
+from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
+from emingest.progress import NullProgress, Progress
+from emingest.records import (
+    STATUS_COMPLETE,
+    STATUS_SAVING,
+    LocalPaths,
+    ScaleLevel,
+    VolumeRecord,
+    error_status,
+    read_record,
+    utc_now,
+    write_record,
+)
+from emingest.regions import (
+    choose_tile,
+    double_region,
+    format_region,
+    half_region,
+    iter_tiles,
+    plane_bands,
+    region_nbytes,
+)
+from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
+from emingest.statistics import StreamingDigest
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_component(name: str) -> str:
+    """A folder/file name that stays inside its parent, whatever the source called it."""
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "unnamed"
+    return cleaned[:200]
+
+
+@dataclass(frozen=True)
+class VolumePaths:
+    folder: Path
+    store: Path
+    record: Path
+    journal: Path
+
+    @classmethod
+    def for_ref(cls, data_root: Path, ref: VolumeRef) -> VolumePaths:
+        folder = Path(data_root) / safe_component(ref.source) / safe_component(ref.source_id)
+        name = safe_component(ref.name)
+        return cls(
+            folder=folder,
+            store=folder / f"{name}.ome.zarr",
+            record=folder / f"{name}.json",
+            journal=folder / f".{name}.journal",
+        )
+
+
+@dataclass
+class VolumeJob:
+    source: Source
+    ref: VolumeRef
+    voxel_size_nm: tuple[float, float, float] | None = None
+    """Overrides the source's voxel size (``--voxel-size-nm``)."""
+
+
+@dataclass
+class VolumeResult:
+    ref: VolumeRef
+    status: str
+    record_path: Path
+    record: VolumeRecord | None = None
+    seconds: float = 0.0
+    error: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (STATUS_COMPLETE, "skipped")
+
+
+class Pipeline:
+    """Ingests volumes; one instance per run. ``executor`` defaults to a thread pool of
+    ``settings.pipeline.workers`` (any ``concurrent.futures.Executor`` works, e.g. dask's)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        progress: Progress | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.progress = progress or NullProgress()
+        self._own_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(
+            settings.pipeline.workers, thread_name_prefix="emingest-region"
+        )
+
+    def close(self) -> None:
+        if self._own_executor:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- many volumes -----------------------------------------------------------------------
+
+    def run(self, jobs: Sequence[VolumeJob], *, force: bool = False) -> list[VolumeResult]:
+        """Ingest every job, ``pipeline.concurrent_volumes`` at a time; one failure never stops
+        the others. Results come back in the order of ``jobs``."""
+        n = max(1, min(self.settings.pipeline.concurrent_volumes, len(jobs)))
+        with ThreadPoolExecutor(n, thread_name_prefix="emingest-volume") as volumes:
+            futures = [volumes.submit(self.ingest, job, force=force) for job in jobs]
+            return [f.result() for f in futures]
+
+    # -- one volume -------------------------------------------------------------------------
+
+    def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
+        ref = job.ref
+        paths = VolumePaths.for_ref(self.settings.storage.data_root, ref)
+        label = f"{ref.source}/{ref.source_id}/{ref.name}"
+        if not force and paths.record.exists() and paths.store.exists():
+            try:
+                existing = read_record(paths.record)
+            except ConversionError:
+                existing = None
+            if existing is not None and existing.is_complete:
+                log.info("%s: already complete, skipped (use --force to redo)", label)
+                return VolumeResult(ref, "skipped", paths.record, existing)
+        t0 = time.monotonic()
+        record: VolumeRecord | None = None
+        try:
+            info = job.source.describe(ref)
+            voxel = job.voxel_size_nm or info.voxel_size_nm
+            origin = "user (--voxel-size-nm)" if job.voxel_size_nm else info.voxel_size_origin
+            if voxel is None:
+                log.warning("%s: no voxel size in the source; recorded as null", label)
+            record = VolumeRecord(
+                status=STATUS_SAVING,
+                source=ref.source,
+                source_id=ref.source_id,
+                name=ref.name,
+                description=info.description,
+                download_url=info.download_url,
+                local_paths=LocalPaths(volume=str(paths.store), metadata=str(paths.record)),
+                timestamp=utc_now(),
+                voxel_size_nm=list(voxel) if voxel else None,
+                voxel_size_origin=origin,
+                additional_metadata=info.additional_metadata,
+            )
+            write_record(paths.record, record)  # phase 1: before any voxel is written
+            reader = job.source.open(ref)
+            try:
+                _check_reader(reader, info, label)
+                self._write_volume(label, paths, info, reader, voxel, record, force=force)
+            finally:
+                reader.close()
+            record.local_paths.raw = [str(p) for p in info.raw_paths] or None
+            record.ingest_seconds = round(time.monotonic() - t0, 3)
+            record.status = STATUS_COMPLETE
+            record.timestamp = utc_now()
+            write_record(paths.record, record)  # phase 2
+            paths.journal.unlink(missing_ok=True)
+            rate = (record.nbytes or 0) / max(record.ingest_seconds, 1e-9) / 1e6
+            log.info("%s: complete, shape %s, %.1f MB/s", label, record.volume_shape, rate)
+            self.progress.finish(label, STATUS_COMPLETE)
+            return VolumeResult(ref, STATUS_COMPLETE, paths.record, record,
+                                time.monotonic() - t0)
+        except Exception as err:  # noqa: BLE001 - one volume's failure must not stop the run
+            status = error_status(f"{type(err).__name__}: {err}")
+            if not isinstance(err, EmingestError | OSError):
+                log.exception("%s: unexpected failure (a bug? please report it)", label)
+            else:
+                log.error("%s: %s", label, status)
+            self.progress.finish(label, "error")
+            _write_error_record(paths, ref, record, status)
+            return VolumeResult(ref, status, paths.record, record, time.monotonic() - t0, err)
+
+    def _write_volume(
+        self,
+        label: str,
+        paths: VolumePaths,
+        info: VolumeInfo,
+        reader: VolumeReader,
+        voxel: Sequence[float] | None,
+        record: VolumeRecord,
+        *,
+        force: bool,
+    ) -> None:
+        st = self.settings.storage
+        budget = self.settings.pipeline.tile_bytes
+        dtype = np.dtype(info.dtype).newbyteorder("=")
+        levels = plan_levels(info.shape, st.chunk_shape, voxel or (1.0, 1.0, 1.0),
+                             max_levels=st.max_levels)
+        writer = OmeZarrWriter(
+            paths.store, name=info.ref.name, levels=levels, dtype=dtype,
+            chunk_shape=st.chunk_shape, shard_shape=st.shard_shape, zstd_level=st.zstd_level,
+        )
+        journal = TileJournal(paths.journal, {
+            "shape": list(info.shape), "dtype": dtype.str, "chunks": list(st.chunk_shape),
+            "shards": list(st.shard_shape) if st.shard_shape else None,
+            "levels": len(levels), "zstd": st.zstd_level, "tile_bytes": budget,
+        })
+        resuming = not force and paths.store.exists() and journal.load()
+        if not resuming:
+            remove_store(paths.store)
+            journal.start_fresh()
+        else:
+            log.info("%s: resuming, %d level-0 tiles already written", label, journal.count(0))
+        writer.create()
+        total = sum(int(np.prod(lv.shape)) * dtype.itemsize for lv in levels)
+        self.progress.start(label, label, total)
+        try:
+            digest = self._write_levels(label, writer, levels, reader, dtype, journal, budget)
+        finally:
+            journal.close()
+        stats = digest.result()
+        record.volume_shape = list(info.shape)
+        record.dtype = dtype.name
+        record.chunk_shape = list(st.chunk_shape)
+        record.shard_shape = list(st.shard_shape) if st.shard_shape else None
+        record.scales = [
+            ScaleLevel(path=lv.path, shape=list(lv.shape),
+                       voxel_size_nm=list(lv.voxel_size_nm) if voxel else None,
+                       translation_nm=list(lv.translation_nm) if voxel else None)
+            for lv in levels
+        ]
+        record.sha256 = digest.sha256
+        record.nbytes = info.nbytes
+        record.file_size_bytes = store_size_bytes(paths.store)
+        record.statistics = stats
+
+    def _write_levels(
+        self,
+        label: str,
+        writer: OmeZarrWriter,
+        levels: list[Level],
+        reader: VolumeReader,
+        dtype: np.dtype[Any],
+        journal: TileJournal,
+        budget: int,
+    ) -> StreamingDigest:
+        itemsize = dtype.itemsize
+        shape = levels[0].shape
+        block = writer.write_block
+        # Tiles twice the write block can also write level 1 whole from memory, which saves
+        # decoding all of level 0 again; fall back to single blocks when the budget is small.
+        inline = len(levels) > 1 and int(np.prod(block)) * 8 * itemsize <= budget
+        align = tuple(2 * b for b in block) if inline else block
+        tile = choose_tile(shape, align, itemsize, budget)
+        digest = StreamingDigest(dtype)
+        digest_done = threading.Event()
+
+        def run_digest() -> None:
+            try:
+                for band in plane_bands(shape, itemsize, budget):
+                    digest.update(reader.read(band))
+            finally:
+                digest_done.set()
+
+        def level0_tile(idx: tuple[int, ...], region: Region) -> None:
+            data = reader.read(region)
+            if data.shape != tuple(s.stop - s.start for s in region):
+                raise ConversionError(
+                    f"{label}: reader returned {data.shape} for region {format_region(region)}"
+                )
+            writer.write(0, region, data)
+            done = data.nbytes
+            if inline:
+                half = downsample_mean2(data)
+                writer.write(1, half_region(region, levels[1].shape), half)
+                done += half.nbytes
+            journal.mark_done(0, idx)
+            self.progress.advance(label, done)
+
+        tasks: list[Callable[[], None]] = [run_digest]
+        for idx, region in iter_tiles(shape, tile):
+            if journal.is_done(0, idx):
+                nbytes = region_nbytes(region, itemsize)
+                self.progress.advance(label, nbytes + (nbytes // 8 if inline else 0))
+                continue
+            tasks.append(lambda idx=idx, region=region: level0_tile(idx, region))
+        self._run_tasks(tasks)
+
+        for lv in range(2 if inline else 1, len(levels)):
+            tasks = []
+            tile_l = choose_tile(levels[lv].shape, block, itemsize, max(budget // 8, 1))
+            for idx, region in iter_tiles(levels[lv].shape, tile_l):
+                if journal.is_done(lv, idx):
+                    self.progress.advance(label, region_nbytes(region, itemsize))
+                    continue
+
+                def level_tile(lv: int = lv, idx: tuple[int, ...] = idx,
+                               region: Region = region) -> None:
+                    below = writer.read(lv - 1, double_region(region, levels[lv - 1].shape))
+                    half = downsample_mean2(below)
+                    writer.write(lv, region, half)
+                    journal.mark_done(lv, idx)
+                    self.progress.advance(label, half.nbytes)
+
+                tasks.append(level_tile)
+            self._run_tasks(tasks)
+        if not digest_done.is_set():  # pragma: no cover - _run_tasks waited for it
+            raise ConversionError(f"{label}: digest did not finish")
+        return digest
+
+    def _run_tasks(self, tasks: list[Callable[[], None]]) -> None:
+        """Run tasks on the executor; on the first failure cancel the rest and raise it."""
+        futures: list[Future[None]] = [self.executor.submit(t) for t in tasks]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in done if f.exception() is not None), None)
+        if failed is None:
+            return
+        for f in pending:
+            f.cancel()
+        wait(pending)
+        raise failed.exception()  # type: ignore[misc]
+
+
+def _check_reader(reader: VolumeReader, info: VolumeInfo, label: str) -> None:
+    if tuple(reader.shape) != tuple(info.shape):
+        raise ConversionError(f"{label}: reader shape {reader.shape} != described {info.shape}")
+    if np.dtype(reader.dtype) != np.dtype(info.dtype):
+        raise ConversionError(f"{label}: reader dtype {reader.dtype} != described {info.dtype}")
+
+
+def _write_error_record(
+    paths: VolumePaths, ref: VolumeRef, record: VolumeRecord | None, status: str
+) -> None:
+    """Mark the volume failed; a record is started here if describe itself failed."""
+    if record is None:
+        record = VolumeRecord(
+            status=status, source=ref.source, source_id=ref.source_id, name=ref.name,
+            local_paths=LocalPaths(volume=str(paths.store), metadata=str(paths.record)),
+            timestamp=utc_now(), voxel_size_nm=None, download_url=ref.locator,
+        )
+    record.status = status
+    record.timestamp = utc_now()
+    try:
+        write_record(paths.record, record)
+    except OSError as err:
+        log.error("%s: cannot write the error record either: %s", paths.record, err)

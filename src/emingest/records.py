@@ -1,0 +1,120 @@
+"""The per-volume metadata record and its two-phase sidecar JSON file.
+
+Phase 1 (before any voxel is written): a stub with ``status: "saving-data"`` and everything the
+source said. Phase 2 (after the data is complete): the same file enriched with shape, scales,
+digest and statistics and ``status: "complete"``. A failure turns the status into
+``"error: <message>"``. Every write is atomic (temp file + rename), so a reader never sees half a
+record. The committed JSON Schema (``schemas/record.schema.json``) is generated from this model.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from emingest._version import __version__
+from emingest.errors import ConversionError
+from emingest.omezarr.writer import atomic_write_text
+from emingest.statistics import VoxelStatistics
+
+RECORD_SCHEMA_VERSION = "1"
+STATUS_SAVING = "saving-data"
+STATUS_COMPLETE = "complete"
+STATUS_PATTERN = r"^(saving-data|complete|error: .+)$"
+
+
+class LocalPaths(BaseModel):
+    volume: str = Field(description="The OME-Zarr image")
+    metadata: str = Field(description="This record's sidecar file")
+    raw: list[str] | None = Field(None, description="Downloaded originals, when kept")
+
+
+class ScaleLevel(BaseModel):
+    path: str
+    shape: list[int] = Field(description="z, y, x")
+    voxel_size_nm: list[float] | None = Field(description="z, y, x in nanometres")
+    translation_nm: list[float] | None = None
+
+
+class FileDigest(BaseModel):
+    """One file a volume was made from (download or local member)."""
+
+    name: str
+    url: str | None = None
+    size_bytes: int
+    sha256: str | None = None
+
+
+class VolumeRecord(BaseModel):
+    """Normalized metadata of one ingested volume, the same for every archive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: str = RECORD_SCHEMA_VERSION
+    status: str = Field(pattern=STATUS_PATTERN)
+    source: str
+    source_id: str
+    name: str
+    description: str = ""
+    download_url: str = ""
+    local_paths: LocalPaths
+    timestamp: str = Field(description="ISO 8601 UTC time of the last status change")
+    voxel_size_nm: list[float] | None = Field(
+        description="z, y, x in nanometres; null when no source gave one"
+    )
+    voxel_size_origin: str = ""
+    additional_metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Everything the source said, kept whole"
+    )
+    files: list[FileDigest] = Field(default_factory=list)
+    emingest_version: str = __version__
+    # -- phase 2 ---------------------------------------------------------------------------
+    volume_shape: list[int] | None = None
+    dtype: str | None = None
+    chunk_shape: list[int] | None = None
+    shard_shape: list[int] | None = None
+    scales: list[ScaleLevel] | None = None
+    sha256: str | None = Field(None, description="sha256 of level 0's bytes, C order, native")
+    nbytes: int | None = Field(None, description="Uncompressed size of level 0")
+    file_size_bytes: int | None = Field(None, description="Bytes on disk of the whole store")
+    statistics: VoxelStatistics | None = None
+    ingest_seconds: float | None = None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status == STATUS_COMPLETE
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def error_status(message: str) -> str:
+    first_line = " ".join(str(message).split()) or "unknown error"
+    return f"error: {first_line}"
+
+
+def write_record(path: Path, record: VolumeRecord) -> None:
+    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+
+
+def read_record(path: Path) -> VolumeRecord:
+    try:
+        return VolumeRecord.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValidationError, ValueError) as err:
+        raise ConversionError(f"{path}: unreadable metadata record: {err}") from err
+
+
+def record_json_schema() -> dict[str, Any]:
+    schema = VolumeRecord.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://emingest.dev/schemas/record.schema.json"
+    return schema
+
+
+def record_json_schema_text() -> str:
+    return json.dumps(record_json_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,85 @@
+"""Region arithmetic: tiles aligned to write blocks, sized to a memory budget, in C order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from emingest.sources.base import Region
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def choose_tile(
+    shape: Sequence[int], align: Sequence[int], itemsize: int, budget_bytes: int
+) -> tuple[int, int, int]:
+    """The largest tile (multiples of ``align``, clipped to ``shape`` rounded up to ``align``)
+    that holds at most ``budget_bytes``, growing x first, then y, then z (so tiles are long
+    contiguous rows of the input). Never smaller than one ``align`` block."""
+    full = [_ceil_div(max(n, 1), a) * a for n, a in zip(shape, align, strict=True)]
+    tile = list(align)
+    for axis in (2, 1, 0):
+        others = itemsize
+        for i, t in enumerate(tile):
+            if i != axis:
+                others *= t
+        fit = max(align[axis], (budget_bytes // max(others, 1)) // align[axis] * align[axis])
+        tile[axis] = min(full[axis], fit)
+    return (tile[0], tile[1], tile[2])
+
+
+def iter_tiles(shape: Sequence[int], tile: Sequence[int]) -> Iterator[tuple[tuple[int, ...], Region]]:
+    """(index, region) of every tile covering ``shape``, in C order; edge tiles are clipped."""
+    counts = [_ceil_div(n, t) for n, t in zip(shape, tile, strict=True)]
+    for i in range(counts[0]):
+        for j in range(counts[1]):
+            for k in range(counts[2]):
+                idx = (i, j, k)
+                region = tuple(
+                    slice(n * t, min((n + 1) * t, s))
+                    for n, t, s in zip(idx, tile, shape, strict=True)
+                )
+                yield idx, region  # type: ignore[misc]
+
+
+def half_region(region: Region, shape_half: Sequence[int]) -> Region:
+    """The region one 2x downsampling of ``region`` covers (starts are even by construction)."""
+    return tuple(  # type: ignore[return-value]
+        slice(s.start // 2, min(_ceil_div(s.stop, 2), n))
+        for s, n in zip(region, shape_half, strict=True)
+    )
+
+
+def double_region(region: Region, shape_full: Sequence[int]) -> Region:
+    """The level-(l-1) footprint of a level-l region."""
+    return tuple(  # type: ignore[return-value]
+        slice(s.start * 2, min(s.stop * 2, n)) for s, n in zip(region, shape_full, strict=True)
+    )
+
+
+def plane_bands(shape: Sequence[int], itemsize: int, budget_bytes: int) -> Iterator[Region]:
+    """Regions that cover ``shape`` in C order, each within ``budget_bytes`` where possible:
+    groups of whole planes, or bands of whole rows when one plane is larger than the budget."""
+    nz, ny, nx = shape
+    plane = ny * nx * itemsize
+    if plane <= budget_bytes:
+        step = max(1, budget_bytes // max(plane, 1))
+        for z in range(0, nz, step):
+            yield (slice(z, min(z + step, nz)), slice(0, ny), slice(0, nx))
+        return
+    rows = max(1, budget_bytes // max(nx * itemsize, 1))
+    for z in range(nz):
+        for y in range(0, ny, rows):
+            yield (slice(z, z + 1), slice(y, min(y + rows, ny)), slice(0, nx))
+
+
+def region_nbytes(region: Region, itemsize: int) -> int:
+    n = itemsize
+    for s in region:
+        n *= s.stop - s.start
+    return n
+
+
+def format_region(region: Region) -> str:
+    return ",".join(f"{s.start}:{s.stop}" for s in region)
