@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One entry point for newcomers and CI: creates .venv, installs emingest, then runs a job.
+#   ./run.sh            set up, then the main job (emingest demo: replicas + pipeline, offline)
+#   ./run.sh test       set up, then the test suite (what CI runs)
+#   ./run.sh bench      set up, then the benchmarks (prints figures)
+#   ./run.sh emingest … set up, then any emingest command
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+
+setup() {
+  local extras=$1
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+  fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
+}
+
+job=${1:-main}
+[ $# -gt 0 ] && shift
+case "$job" in
+  main) setup testing; exec .venv/bin/emingest demo "$@" ;;
+  test) setup test; exec .venv/bin/python -m pytest "$@" ;;
+  bench) setup bench; exec .venv/bin/python benchmarks/ingest_local.py "$@" ;;
+  emingest) setup testing; exec .venv/bin/emingest "$@" ;;
+  *) echo "usage: ./run.sh [main|test|bench|emingest ARGS...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,67 @@
+"""The command line: exit codes, messages, log files, config show."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from typer.testing import CliRunner
+
+from emingest.cli import app
+from emingest.records import read_record
+
+runner = CliRunner()
+
+
+def test_ingest_local_writes_log_and_exits_zero(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    a = np.arange(6 * 20 * 24, dtype=np.uint16).reshape(6, 20, 24)
+    tifffile.imwrite(tmp_path / "v.tif", a)
+    result = runner.invoke(
+        app, ["ingest", "local", "v.tif", "--voxel-size-nm", "30", "4", "4", "--chunk",
+              "8", "8", "8"],
+    )
+    assert result.exit_code == 0, result.output
+    [log] = (tmp_path / "logs").glob("local_*.log")
+    assert "complete" in log.read_text()
+    [record] = (tmp_path / "data" / "local").glob("v-*/v.json")
+    rec = read_record(record)
+    assert rec.voxel_size_nm == [30.0, 4.0, 4.0] and rec.dtype == "uint16"
+
+
+def test_a_failed_volume_gives_a_clear_line_and_exit_one(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tifffile.imwrite(tmp_path / "ok.tif", np.zeros((3, 8, 8), np.uint8),
+                     photometric="minisblack")
+    (tmp_path / "broken.mrc").write_bytes(b"\x00" * 100)
+    result = runner.invoke(app, ["ingest", "local", "ok.tif", "broken.mrc"])
+    assert result.exit_code == 1
+    assert "broken.mrc" in result.output and "1 of 2 volumes failed" in result.output
+    assert "ok: complete" in result.output
+
+
+def test_invalid_settings_exit_two(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[storage]\nchunk_shape = [0, 1, 1]\n")
+    result = runner.invoke(app, ["ingest", "local", "x.tif", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "chunk_shape" in result.output
+
+
+def test_config_show_round_trips_through_toml(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[storage]\nzstd_level = 5\n[sources.local]\n')
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    parsed = tomllib.loads(result.output)
+    assert parsed["storage"]["zstd_level"] == 5
+    assert parsed["pipeline"]["tile_bytes"] > 0
+
+
+def test_schema_check_passes_for_the_committed_schema() -> None:
+    root = Path(__file__).resolve().parents[1]
+    result = runner.invoke(app, ["schema", "--check", "--output",
+                                 str(root / "schemas" / "record.schema.json")])
+    assert result.exit_code == 0, result.output

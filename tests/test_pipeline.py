@@ -1,0 +1,284 @@
+"""End-to-end ingestion of local volumes: output layout, records, resume, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from ome_zarr_models.v05 import Image
+
+from emingest.config import Settings, load_settings
+from emingest.errors import ConversionError
+from emingest.omezarr.pyramid import downsample_mean2
+from emingest.pipeline import Pipeline, VolumeJob, VolumePaths
+from emingest.records import read_record
+from emingest.sources import create_source
+from emingest.sources.base import Region, VolumeInfo, VolumeRef
+
+
+def settings_for(tmp_path: Path, **pipeline: Any) -> Settings:
+    return load_settings(
+        environ={},
+        overrides={
+            "storage": {"data_root": str(tmp_path / "data"), "chunk_shape": [16, 16, 16]},
+            "pipeline": {"workers": 2, "tile_bytes": 64 << 10, **pipeline},
+            "logging": {"log_dir": str(tmp_path / "logs")},
+        },
+    )
+
+
+def em_like(shape: Sequence[int], dtype: str = "uint8", seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -2000), min(info.max, 250 if info.bits == 8 else 4000)
+    return rng.integers(lo, hi, size=shape, endpoint=True).astype(dtype)
+
+
+def ingest(settings: Settings, paths: Sequence[Path], **kw: Any):
+    source = create_source("local", settings)
+    jobs = [VolumeJob(source, ref, kw.pop("voxel", None)) for ref in source.discover(
+        [str(p) for p in paths])]
+    with Pipeline(settings) as pipe:
+        return pipe.run(jobs, **kw)
+
+
+def test_imagej_tiff_becomes_valid_ome_zarr_with_complete_record(tmp_path: Path) -> None:
+    a = em_like((37, 70, 90))
+    src = tmp_path / "vol.tif"
+    tifffile.imwrite(src, a, imagej=True, byteorder=">", resolution=(50, 50),
+                     metadata={"spacing": 0.02, "unit": "\\u00B5m", "axes": "ZYX"})
+    [res] = ingest(settings_for(tmp_path), [src])
+    assert res.status == "complete", res.status
+    rec = read_record(res.record_path)
+    assert rec.voxel_size_nm == pytest.approx([20.0, 20.0, 20.0])
+    assert rec.volume_shape == [37, 70, 90] and rec.dtype == "uint8"
+    assert rec.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
+    assert rec.nbytes == a.nbytes
+    assert rec.statistics is not None
+    assert rec.statistics.min == a.min() and rec.statistics.max == a.max()
+    assert rec.statistics.mean == pytest.approx(float(a.mean()))
+    assert rec.statistics.std == pytest.approx(float(a.std()))
+    assert sum(rec.statistics.histogram.counts) == a.size
+    store = Path(rec.local_paths.volume)
+    assert store.name == "vol.ome.zarr" and store.parent.parent.name == "local"
+    assert rec.file_size_bytes == sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+    group = zarr.open_group(store, mode="r")
+    Image.from_zarr(group)  # OME-NGFF 0.5 validation
+    np.testing.assert_array_equal(group["s0"][:], a)
+    # s1 is the 2x mean of s0; s2 of s1 (16^3 chunks: 37 -> 19 -> 10 fits one chunk).
+    s1 = downsample_mean2(a)
+    np.testing.assert_array_equal(group["s1"][:], s1)
+    np.testing.assert_array_equal(group["s2"][:], downsample_mean2(s1))
+    assert [s.shape for s in rec.scales] == [[37, 70, 90], [19, 35, 45], [10, 18, 23]]
+    assert rec.scales[2].translation_nm == pytest.approx([30.0, 30.0, 30.0])
+    assert not VolumePaths.for_ref(tmp_path / "data", _ref_of(res)).journal.exists()
+
+
+def _ref_of(res: Any) -> VolumeRef:
+    return res.ref
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16"])
+def test_mrc_and_sixteen_bit_dtypes_are_kept(tmp_path: Path, dtype: str) -> None:
+    import mrcfile
+
+    a = em_like((20, 33, 41), dtype)
+    src = tmp_path / "v.mrc"
+    with mrcfile.new(src) as m:
+        m.set_data(a)
+        m.voxel_size = (40.0, 30.0, 20.0)  # x y z in Å
+    [res] = ingest(settings_for(tmp_path), [src])
+    rec = read_record(res.record_path)
+    assert rec.status == "complete" and rec.dtype == dtype
+    assert rec.voxel_size_nm == pytest.approx([2.0, 3.0, 4.0])
+    assert rec.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
+    np.testing.assert_array_equal(zarr.open_group(rec.local_paths.volume)["s0"][:], a)
+
+
+def test_sharded_store_is_valid_and_exact(tmp_path: Path) -> None:
+    a = em_like((40, 50, 60))
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, a)
+    st = settings_for(tmp_path)
+    st.storage.shard_shape = (32, 32, 32)
+    [res] = ingest(st, [src], voxel=(5.0, 4.0, 4.0))
+    rec = read_record(res.record_path)
+    assert rec.status == "complete" and rec.shard_shape == [32, 32, 32]
+    assert rec.voxel_size_nm == [5.0, 4.0, 4.0]
+    assert rec.voxel_size_origin.startswith("user")
+    g = zarr.open_group(rec.local_paths.volume, mode="r")
+    Image.from_zarr(g)
+    np.testing.assert_array_equal(g["s0"][:], a)
+
+
+def test_bad_inputs_fail_alone_with_clear_records(tmp_path: Path) -> None:
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, em_like((10, 20, 20)))
+    truncated = tmp_path / "trunc.tif"
+    tifffile.imwrite(truncated, em_like((10, 40, 40)))
+    truncated.write_bytes(truncated.read_bytes()[:-5000])
+    notimage = tmp_path / "notes.tif"
+    notimage.write_text("these are my notes, not an image")
+    results = ingest(settings_for(tmp_path), [truncated, good, notimage])
+    by_name = {r.ref.name: r for r in results}
+    assert by_name["good"].status == "complete"
+    for name in ("trunc", "notes"):
+        r = by_name[name]
+        assert r.status.startswith("error: ")
+        assert str(tmp_path / f"{name}.tif") in r.status  # names the file
+        assert json.loads(r.record_path.read_text())["status"] == r.status
+    assert "truncated" in by_name["trunc"].status
+
+
+def test_unwritable_data_root_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    src = tmp_path / "v.tif"
+    tifffile.imwrite(src, em_like((4, 8, 8)), photometric="minisblack")
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    st = settings_for(tmp_path)
+    st.storage.data_root = blocker / "data"
+    [res] = ingest(st, [src])
+    assert res.status.startswith("error: ") and "file-not-folder" in res.status
+
+
+def test_complete_volume_is_skipped_unless_forced(tmp_path: Path) -> None:
+    src = tmp_path / "v.tif"
+    tifffile.imwrite(src, em_like((8, 16, 16)))
+    st = settings_for(tmp_path)
+    [first] = ingest(st, [src])
+    s0_chunk = next((Path(first.record.local_paths.volume) / "s0").rglob("c/*/*/*"))
+    mtime = s0_chunk.stat().st_mtime_ns
+    [again] = ingest(st, [src])
+    assert again.status == "skipped"
+    assert s0_chunk.stat().st_mtime_ns == mtime
+    [forced] = ingest(st, [src], force=True)
+    assert forced.status == "complete"
+    assert read_record(forced.record_path).sha256 == first.record.sha256
+
+
+class RecordingSource:
+    """A source over an in-memory array that records every region it is asked for."""
+
+    name: ClassVar[str] = "recording"
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.regions: list[Region] = []
+        self.shape = array.shape
+        self.dtype = array.dtype
+
+    def discover(self, spec: Sequence[str], **options: Any) -> list[VolumeRef]:
+        return [VolumeRef("recording", "r1", "vol")]
+
+    def describe(self, ref: VolumeRef) -> VolumeInfo:
+        return VolumeInfo(ref, self.array.shape, self.array.dtype, (8.0, 8.0, 8.0),
+                          additional_metadata={"kept": {"whole": [1, 2, 3]}})
+
+    def open(self, ref: VolumeRef) -> RecordingSource:
+        return self
+
+    def read(self, region: Region) -> np.ndarray:
+        self.regions.append(region)
+        return self.array[region].copy()
+
+    def close(self) -> None:
+        pass
+
+
+def test_reads_are_bounded_by_the_tile_budget_not_the_volume(tmp_path: Path) -> None:
+    a = em_like((64, 96, 160))
+    budget = 64 << 10
+    src = RecordingSource(a)
+    st = settings_for(tmp_path, tile_bytes=budget)
+    with Pipeline(st) as pipe:
+        [res] = pipe.run([VolumeJob(src, src.discover([])[0])])
+    assert res.status == "complete"
+    largest = max(int(np.prod([s.stop - s.start for s in r])) for r in src.regions)
+    assert largest <= budget < a.nbytes
+    rec = read_record(res.record_path)
+    assert rec.additional_metadata == {"kept": {"whole": [1, 2, 3]}}
+    assert rec.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
+
+
+class FailingSource(RecordingSource):
+    def read(self, region: Region) -> np.ndarray:
+        if region[0].stop > 40:
+            raise ConversionError(f"corrupt block at z={region[0].stop - 1}")
+        return super().read(region)
+
+
+def test_a_failing_region_marks_the_record_and_other_volumes_finish(tmp_path: Path) -> None:
+    a = em_like((64, 32, 32))
+    bad, good = FailingSource(a), RecordingSource(a)
+    st = settings_for(tmp_path)
+    with Pipeline(st) as pipe:
+        results = pipe.run([
+            VolumeJob(bad, VolumeRef("failing", "f1", "vol")),
+            VolumeJob(good, VolumeRef("recording", "r1", "vol")),
+        ])
+    assert results[0].status.startswith("error: ConversionError: corrupt block at z=")
+    assert read_record(results[0].record_path).status == results[0].status
+    assert results[1].status == "complete"
+
+
+def _journal_lines(path: Path) -> int:
+    try:
+        return len(path.read_text().splitlines()) - 1
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_without_rewriting_finished_tiles(tmp_path: Path) -> None:
+    a = em_like((96, 256, 320), seed=3)
+    src = tmp_path / "big.tif"
+    tifffile.imwrite(src, a)
+    env = {**os.environ, "EMINGEST_PIPELINE__TILE_BYTES": str(256 << 10),
+           "EMINGEST_PIPELINE__WORKERS": "1", "EMINGEST_STORAGE__CHUNK_SHAPE": "[16,16,16]",
+           "EMINGEST_LOGGING__LOG_DIR": str(tmp_path / "logs")}
+    cmd = [sys.executable, "-m", "emingest.cli", "ingest", "local", str(src),
+           "--data-root", str(tmp_path / "data")]
+    source = create_source("local", settings_for(tmp_path))
+    [ref] = source.discover([str(src)])
+    paths = VolumePaths.for_ref(tmp_path / "data", ref)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _journal_lines(paths.journal) < 8 and proc.poll() is None:
+        assert time.monotonic() < deadline, "ingest never started writing tiles"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
+    assert json.loads(paths.record.read_text())["status"] == "saving-data"
+    done = _journal_lines(paths.journal)
+    assert done >= 8
+    # The first tile in C order covers z 0:32, y 0:32 and all of x: its chunk files must survive.
+    first = sorted((paths.store / "s0" / "c" / "0" / "0").iterdir())
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first}
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" in rerun.stderr
+    after = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first}
+    assert after == before
+    resumed = read_record(paths.record)
+    fresh_settings = settings_for(tmp_path / "fresh")
+    fresh_settings.storage.chunk_shape = (16, 16, 16)
+    fresh_settings.pipeline.tile_bytes = 256 << 10
+    [fresh] = ingest(fresh_settings, [src])
+    assert resumed.status == "complete"
+    assert resumed.sha256 == fresh.record.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
+    assert resumed.statistics == fresh.record.statistics
+    np.testing.assert_array_equal(zarr.open_group(paths.store)["s0"][:], a)
+    np.testing.assert_array_equal(zarr.open_group(paths.store)["s1"][:], downsample_mean2(a))
