@@ -31,10 +31,12 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import requests
 
 from emingest.testing.http import Faults
 
@@ -44,8 +46,17 @@ REGION = "us-east-1"
 CONTROL = "/_emingest"  # bucket names cannot start with "_", so this never shadows a bucket
 
 # z scale and translation per level exactly as the live store writes them (§4.2); y/x are exact.
-_COSEM_Z_SCALE = (2.96, 5.92, 11.840000000000002, 23.68, 47.36, 94.72, 189.44,
-                  378.8799999999999, 757.7599999999999)  # fmt: skip
+_COSEM_Z_SCALE = (
+    2.96,
+    5.92,
+    11.840000000000002,
+    23.68,
+    47.36,
+    94.72,
+    189.44,
+    378.8799999999999,
+    757.7599999999999,
+)
 _COSEM_Z_TRANSLATION = (0.0, 1.48, 4.4399999999999995, 10.36, 22.2, 45.88, 93.24, 187.96, 377.4)
 _S3_ERROR_CODES = {429: "TooManyRequests", 500: "InternalError", 503: "SlowDown"}
 
@@ -92,7 +103,7 @@ class S3Replica:
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
-        self._session: Any = None
+        self._session: requests.Session | None = None
 
     @property
     def port(self) -> int:
@@ -105,8 +116,6 @@ class S3Replica:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> S3Replica:
-        import requests
-
         src_root = str(Path(__file__).resolve().parents[2])
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
@@ -121,8 +130,9 @@ class S3Replica:
         lines: queue.Queue[str] = queue.Queue()
         proc = self._proc
         threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
-        threading.Thread(target=_pump, args=(proc.stderr, self._stderr_tail.append),
-                         daemon=True).start()  # fmt: skip
+        threading.Thread(
+            target=_pump, args=(proc.stderr, self._stderr_tail.append), daemon=True
+        ).start()
         try:
             line = lines.get(timeout=60)
         except queue.Empty:
@@ -134,6 +144,9 @@ class S3Replica:
         self._port = int(line.split()[1])
         self._session = requests.Session()
         self._session.trust_env = False  # no proxies or netrc from the environment
+        fields = [f for f in Faults.__dataclass_fields__ if not f.startswith("_")]
+        state = {f: getattr(self.faults, f) for f in fields}  # what was set before start()
+        self._push_faults({k: sorted(v) if isinstance(v, set) else v for k, v in state.items()})
         return self
 
     def stop(self) -> None:
@@ -157,22 +170,32 @@ class S3Replica:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def _http(self) -> requests.Session:
+        if self._session is None:
+            raise RuntimeError("replica not started")
+        return self._session
+
     def _url(self, bucket: str, key: str = "") -> str:
         return f"{self.endpoint_url}/{bucket}/{urllib.parse.quote(key)}"
 
     def create_bucket(self, bucket: str, *, public: bool = True) -> None:
         """Create ``bucket``; ``public`` adds the AWS Open Data read policy (anonymous GET/list)."""
-        self._session.put(self._url(bucket), timeout=30).raise_for_status()
+        self._http.put(self._url(bucket), timeout=30).raise_for_status()
         if public:
-            policy = {
+            policy: dict[str, Any] = {
                 "Version": "2012-10-17",
-                "Statement": [{
-                    "Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
-                    "Action": ["s3:GetObject", "s3:ListBucket"],
-                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                }],
-            }  # fmt: skip
-            r = self._session.put(f"{self._url(bucket)}?policy", json=policy, timeout=30)
+                "Statement": [
+                    {
+                        "Sid": "PublicRead",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": ["s3:GetObject", "s3:ListBucket"],
+                        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                    }
+                ],
+            }
+            r = self._http.put(f"{self._url(bucket)}?policy", json=policy, timeout=30)
             r.raise_for_status()
 
     def put_objects(self, bucket: str, objects: Mapping[str, bytes]) -> None:
@@ -184,7 +207,7 @@ class S3Replica:
             headers = {"x-amz-acl": "public-read"}
             if key.endswith(".jpg"):
                 headers["Content-Type"] = "image/jpeg"
-            r = self._session.put(self._url(bucket, key), data=body, headers=headers, timeout=60)
+            r = self._http.put(self._url(bucket, key), data=body, headers=headers, timeout=60)
             r.raise_for_status()
 
         with ThreadPoolExecutor(8) as pool:
@@ -193,16 +216,16 @@ class S3Replica:
     @property
     def request_log(self) -> list[tuple[str, str, str | None]]:
         """Requests seen so far (oldest first), PUTs included."""
-        r = self._session.get(f"{self.endpoint_url}{CONTROL}/log", timeout=30)
+        r = self._http.get(f"{self.endpoint_url}{CONTROL}/log", timeout=30)
         r.raise_for_status()
-        return [tuple(entry) for entry in r.json()]  # type: ignore[misc]
+        return [(m, p, rng) for m, p, rng in r.json()]
 
     def clear_request_log(self) -> None:
-        self._session.post(f"{self.endpoint_url}{CONTROL}/log/clear", timeout=30).raise_for_status()
+        self._http.post(f"{self.endpoint_url}{CONTROL}/log/clear", timeout=30).raise_for_status()
 
     def _push_faults(self, changes: dict[str, Any]) -> None:
         if self._session is None:
-            return  # not running: the server starts with defaults, set faults after start()
+            return  # not running yet: start() sends the whole state
         r = self._session.post(f"{self.endpoint_url}{CONTROL}/faults", json=changes, timeout=30)
         r.raise_for_status()
 
@@ -218,7 +241,7 @@ class _FaultLayer:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.faults = Faults()
-        self.log: list[tuple[str, str, str | None]] = []
+        self.log: collections.deque[tuple[str, str, str | None]] = collections.deque(maxlen=100_000)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -237,8 +260,9 @@ class _FaultLayer:
             return _s3_error(start_response, f.status_code, path, method, f.retry_after_s)
         if not f.range_support:
             environ.pop("HTTP_RANGE", None)
-        stall, reset, truncate = (Faults._hit(every, n) for every in
-                                  (f.stall_every, f.reset_every, f.truncate_every))  # fmt: skip
+        stall, reset, truncate = (
+            Faults._hit(every, n) for every in (f.stall_every, f.reset_every, f.truncate_every)
+        )
         if not (stall or reset or truncate or f.omit_from_listing):
             return self.app(environ, start_response)
         written: list[bytes] = []
@@ -256,8 +280,9 @@ class _FaultLayer:
         headers = answer["headers"]
         if f.omit_from_listing and b"<ListBucketResult" in body:
             body = _omit_from_listing(body, f.omit_from_listing)
-            headers = [(k, str(len(body)) if k.lower() == "content-length" else v)
-                       for k, v in headers]  # fmt: skip
+            headers = [
+                (k, str(len(body)) if k.lower() == "content-length" else v) for k, v in headers
+            ]
         start_response(answer["status"], headers)
         if method == "HEAD" or not (stall or reset or truncate) or not body:
             return [body]
@@ -273,9 +298,12 @@ class _FaultLayer:
             yield body[cut:]
             return
         sock = environ.get("werkzeug.socket")
-        if reset and sock is not None:  # SO_LINGER 0: the server's close sends RST, not FIN
+        if reset and sock is not None:
+            # SO_LINGER 0 makes close() send RST. Close the descriptor now, before werkzeug's
+            # own shutdown sends a FIN; detach() first so werkzeug never touches the number.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        # werkzeug always answers "Connection: close", so ending here leaves a short body.
+            os.close(sock.detach())
+        # Otherwise werkzeug always answers "Connection: close": ending here is a short body.
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         what = environ["PATH_INFO"][len(CONTROL) + 1 :]
@@ -288,12 +316,13 @@ class _FaultLayer:
                 elif name in Faults.__dataclass_fields__ and not name.startswith("_"):
                     setattr(self.faults, name, set(value) if name == "omit_from_listing" else value)
         elif what == "log":
-            reply = self.log
+            reply = list(self.log)
         elif what == "log/clear":
             self.log.clear()
         body = json.dumps(reply).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(body)))])  # fmt: skip
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
         return [body]
 
 
@@ -306,12 +335,15 @@ def _s3_error(
         f"{code}</Code><Message>Please reduce your request rate.</Message>"
         f"<Resource>{path}</Resource><RequestId>EMINGESTFAULT</RequestId></Error>"
     ).encode()
-    from http import HTTPStatus
-
-    start_response(f"{status} {HTTPStatus(status).phrase}", [
-        ("Content-Type", "application/xml"), ("Retry-After", f"{retry_after:g}"),
-        ("Content-Length", str(len(body))), ("x-amz-request-id", "EMINGESTFAULT"),
-    ])  # fmt: skip
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [
+            ("Content-Type", "application/xml"),
+            ("Retry-After", f"{retry_after:g}"),
+            ("Content-Length", str(len(body))),
+            ("x-amz-request-id", "EMINGESTFAULT"),
+        ],
+    )
     return [] if method == "HEAD" else [body]
 
 
@@ -322,16 +354,19 @@ def _omit_from_listing(body: bytes, names: set[str]) -> bytes:
 
     def drop(m: re.Match[str]) -> str:
         nonlocal removed
-        name = m.group(2).rstrip("/").rsplit("/", 1)[-1]
+        key = re.search(r"<(?:Key|Prefix)>([^<]*)</", m.group(0))
+        name = urllib.parse.unquote(key.group(1)).rstrip("/").rsplit("/", 1)[-1] if key else ""
         if name in names:
             removed += 1
             return ""
         return m.group(0)
 
-    text = re.sub(r"<Contents>.*?<Key>(()[^<]*)</Key>.*?</Contents>", drop, text, flags=re.S)
-    text = re.sub(r"<CommonPrefixes>\s*<Prefix>(()[^<]*)</Prefix>\s*</CommonPrefixes>", drop, text)
-    text = re.sub(r"<KeyCount>(\d+)</KeyCount>",
-                  lambda m: f"<KeyCount>{int(m.group(1)) - removed}</KeyCount>", text)  # fmt: skip
+    text = re.sub(r"<(Contents|CommonPrefixes)>.*?</\1>", drop, text, flags=re.S)
+    text = re.sub(
+        r"<KeyCount>(\d+)</KeyCount>",
+        lambda m: f"<KeyCount>{int(m.group(1)) - removed}</KeyCount>",
+        text,
+    )
     return text.encode()
 
 
@@ -339,11 +374,7 @@ def _serve() -> None:
     """Child process entry: moto behind :class:`_FaultLayer`; prints ``PORT n``; exits on EOF."""
     import logging
 
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -352,7 +383,10 @@ def _serve() -> None:
         def log_request(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-    app = _FaultLayer(DomainDispatcherApplication(create_backend_app))
+    # S3 alone, not moto's DomainDispatcherApplication: that guesses the service of an unsigned
+    # request from the first path segment, and "jrc_mus-nacc-2/…" (virtual-host style) reads
+    # as service "jrc" in region "mus-nacc-2".
+    app = _FaultLayer(create_backend_app("s3"))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
 
     def exit_on_eof() -> None:
@@ -380,13 +414,15 @@ def cosem_multiscales(levels: int) -> dict[str, Any]:
     datasets = []
     for n in range(levels):
         yx_scale, yx_trans = 4.0 * 2**n, 2.0 * (2**n - 1)
-        datasets.append({
-            "path": f"s{n}",
-            "coordinateTransformations": [
-                {"type": "scale", "scale": [z_scale[n], yx_scale, yx_scale]},
-                {"type": "translation", "translation": [z_trans[n], yx_trans, yx_trans]},
-            ],
-        })  # fmt: skip
+        datasets.append(
+            {
+                "path": f"s{n}",
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [z_scale[n], yx_scale, yx_scale]},
+                    {"type": "translation", "translation": [z_trans[n], yx_trans, yx_trans]},
+                ],
+            }
+        )
     return {
         "version": "0.4",
         "name": "",
@@ -410,8 +446,9 @@ def downsample_mean(a: np.ndarray) -> np.ndarray:
 
 def _json(obj: Any) -> bytes:
     """JSON as zarr-python 2 writes its metadata documents (sorted keys, indent 4)."""
-    return json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=True,
-                      separators=(",", ": ")).encode()  # fmt: skip
+    return json.dumps(
+        obj, indent=4, sort_keys=True, ensure_ascii=True, separators=(",", ": ")
+    ).encode()
 
 
 def zarr_v2_array(
@@ -464,7 +501,8 @@ class OpenOrganelleReplica(S3Replica):
 
     s0 is ``SyntheticEM(shape, "int16", seed)``; each further level is :func:`downsample_mean`
     of the one before, advertised by :func:`cosem_multiscales`. ``recon-2/labels/mito_seg`` is a
-    uint64 label pyramid of one level (an id per organelle grid cell; all-zero chunks left out).
+    uint64 label pyramid of one level over a crop of s0 from the origin, at most
+    :attr:`TEST_SHAPE` (an id per organelle grid cell; all-zero chunks are left out).
     ``extra_datasets`` adds siblings laid out like ``jrc_cos7-1a`` (``recon-1/em/fibsem-uint8``,
     uint8, chunks 64 × 128 × 128, zstd level 6). ``root``, if given, also receives every object
     as a file ``root/<bucket>/<key>``.
@@ -497,7 +535,7 @@ class OpenOrganelleReplica(S3Replica):
         if levels < 1 or min(shape) >> (levels - 1) < 1:
             raise ValueError(f"{levels} levels do not fit a volume of shape {shape}")
         self.root = Path(root) if root is not None else None
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.levels = levels
         self.dimension_separator = dimension_separator
         self.consolidated = consolidated
@@ -542,8 +580,10 @@ class OpenOrganelleReplica(S3Replica):
     @property
     def storage_options(self) -> dict[str, Any]:
         """fsspec/s3fs options for anonymous access to this endpoint."""
-        return {"anon": True, "client_kwargs": {"endpoint_url": self.endpoint_url,
-                                                "region_name": REGION}}  # fmt: skip
+        return {
+            "anon": True,
+            "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": REGION},
+        }
 
     def tensorstore_kvstore(self, path: str = "") -> dict[str, Any]:
         """A tensorstore ``s3`` kvstore spec for ``jrc_mus-nacc-2/<path>``, anonymous."""
@@ -594,8 +634,9 @@ class OpenOrganelleReplica(S3Replica):
             tree[f"{em_path}/.zattrs"] = _json(self.zattrs)
             chunks, level = ((64, 64, 64), 1) if main else ((64, 128, 128), 6)
             for n, data in enumerate(pyramid):
-                array = zarr_v2_array(data, chunks, zstd_level=level,
-                                      dimension_separator=self.dimension_separator)  # fmt: skip
+                array = zarr_v2_array(
+                    data, chunks, zstd_level=level, dimension_separator=self.dimension_separator
+                )
                 tree.update({f"{em_path}/s{n}/{k}": v for k, v in array.items()})
             if main:
                 tree.update(self._label_tree(zarr_root, recon))
@@ -615,9 +656,10 @@ class OpenOrganelleReplica(S3Replica):
         from emingest.testing.synthetic import CLASS_ORGANELLE, SyntheticEM
 
         em = SyntheticEM(self.shape, "int16", self.seed)
-        classes = em.classes(tuple(slice(0, s) for s in self.shape))  # type: ignore[arg-type]
-        cell = np.indices(self.shape, dtype=np.uint64) // np.uint64(32)
-        n_cells = [-(-s // 32) for s in self.shape]
+        crop = [min(s, t) for s, t in zip(self.shape, self.TEST_SHAPE, strict=True)]
+        classes = em.classes((slice(0, crop[0]), slice(0, crop[1]), slice(0, crop[2])))
+        cell = np.indices(crop, dtype=np.uint64) // np.uint64(32)
+        n_cells = [-(-s // 32) for s in crop]
         ids = (cell[0] * n_cells[1] + cell[1]) * n_cells[2] + cell[2] + np.uint64(1)
         self._labels = np.where(classes == CLASS_ORGANELLE, ids, np.uint64(0))
         group = self.label_array_path[len(zarr_root) :]
@@ -626,8 +668,13 @@ class OpenOrganelleReplica(S3Replica):
             f"{zarr_root}{group}/.zgroup": _json({"zarr_format": 2}),
             f"{zarr_root}{group}/.zattrs": _json({"multiscales": [cosem_multiscales(1)]}),
         }
-        array = zarr_v2_array(self._labels, (64, 64, 64), zstd_level=1, skip_empty=True,
-                              dimension_separator=self.dimension_separator)  # fmt: skip
+        array = zarr_v2_array(
+            self._labels,
+            (64, 64, 64),
+            zstd_level=1,
+            skip_empty=True,
+            dimension_separator=self.dimension_separator,
+        )
         tree.update({f"{zarr_root}{group}/s0/{k}": v for k, v in array.items()})
         return tree
 

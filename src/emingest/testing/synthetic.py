@@ -77,7 +77,7 @@ _FLICKER = 0.012
 _INT16_SCALE, _INT16_OFFSET = 24.0, -128.0 * 24.0  # about -3000..+3000, as OpenOrganelle int16
 _UINT16_SCALE, _UINT16_OFFSET = 24.0, 1000.0  # about 1000..7100
 
-_TILE_ELEMS = 1 << 17
+_TILE_ELEMS = 1 << 16
 """Voxels per phase array of a tile (16 phases make a tile); keeps temporaries cache-sized."""
 
 _SUPPORTED = (np.dtype("uint8"), np.dtype("int16"), np.dtype("uint16"))
@@ -138,36 +138,44 @@ def _noise_table(seed: int, salt: int, n: int) -> np.ndarray:
 # -- geometry --------------------------------------------------------------------------------
 
 
-def _seeds(seed: int, kz: Any, ky: Any, kx: Any) -> tuple[np.ndarray, ...]:
-    """Seed position (z, y, x, float64 voxels) and brightness factor of cell ``(kz, ky, kx)``."""
-    pos = []
-    for axis, k in enumerate((kz, ky, kx)):
-        u = _uniform(seed, 10 + axis, kz, ky, kx)
-        pos.append((np.asarray(k, dtype=np.float64) + 0.5 + _JITTER * (u - 0.5)) * _CELL)
-    bright = 1.0 + _BRIGHT_SPREAD * (2.0 * _uniform(seed, 13, kz, ky, kx) - 1.0)
-    return pos[0], pos[1], pos[2], bright
+def _seed_frac(seed: int, kz: Any, ky: Any, kx: Any) -> list[np.ndarray]:
+    """Seed of cell ``(kz, ky, kx)`` as float32 offsets (z, y, x) inside the cell, in voxels."""
+    return [
+        ((0.5 + _JITTER * (_uniform(seed, 10 + axis, kz, ky, kx) - 0.5)) * _CELL).astype(
+            np.float32
+        )
+        for axis in range(3)
+    ]
+
+
+def _seed_pos(seed: int, kz: Any, ky: Any, kx: Any) -> list[np.ndarray]:
+    """Seed of cell ``(kz, ky, kx)`` in global voxel coordinates (float64)."""
+    frac = _seed_frac(seed, kz, ky, kx)
+    return [f.astype(np.float64) + np.asarray(k) * _CELL for f, k in zip(frac, (kz, ky, kx),
+                                                                       strict=True)]
 
 
 _OFFSETS = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
-def _bisector_distance(p: tuple[np.ndarray, ...], a: tuple[np.ndarray, ...],
-                       b: tuple[np.ndarray, ...]) -> np.ndarray:
+def _bisector_distance(
+    p: tuple[Any, ...], a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]
+) -> np.ndarray:
     """Signed distance from ``p`` to the bisector plane of seeds a and b (> 0 on a's side)."""
     d2a = sum((pi - ai) ** 2 for pi, ai in zip(p, a, strict=True))
     d2b = sum((pi - bi) ** 2 for pi, bi in zip(p, b, strict=True))
     ab = np.sqrt(sum((ai - bi) ** 2 for ai, bi in zip(a, b, strict=True)))
-    return (d2b - d2a) / (2.0 * np.maximum(ab, 1e-9))
+    return (d2b - d2a) / (2.0 * np.maximum(ab, 1e-9))  # type: ignore[no-any-return]
 
 
 def _clearance(seed: int, pz: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
-    """Distance from arbitrary points to the nearest cell wall (the Voronoi facet), exact."""
+    """Distance from points to the nearest wall of the cell they lie in (a Voronoi facet)."""
     k = [np.floor(c / _CELL).astype(np.int64) for c in (pz, py, px)]
     best = np.full(pz.shape, np.inf)
     nearest = [np.zeros(pz.shape) for _ in range(3)]
     cands = []
     for dz, dy, dx in _OFFSETS:
-        s = _seeds(seed, k[0] + dz, k[1] + dy, k[2] + dx)[:3]
+        s = _seed_pos(seed, k[0] + dz, k[1] + dy, k[2] + dx)
         cands.append(s)
         d2 = (pz - s[0]) ** 2 + (py - s[1]) ** 2 + (px - s[2]) ** 2
         closer = d2 < best
@@ -177,76 +185,103 @@ def _clearance(seed: int, pz: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.
     wall = np.full(pz.shape, np.inf)
     for s in cands:
         same = (s[0] == nearest[0]) & (s[1] == nearest[1]) & (s[2] == nearest[2])
-        d = _bisector_distance((pz, py, px), tuple(nearest), s)
+        d = _bisector_distance((pz, py, px), tuple(nearest), tuple(s))
         wall = np.where(same, wall, np.minimum(wall, d))
     return wall
 
 
-class _Blocks:
-    """Per-block geometry of a tile: membrane plane, brightness pair, organelle ellipsoid."""
+class _Cells:
+    """Everything per cell in an index box: seed, brightness, organelle. Pure per-cell values."""
 
-    def __init__(self, seed: int, bz: np.ndarray, by: np.ndarray, bx: np.ndarray) -> None:
-        shape = (bz.size, by.size, bx.size)
-        origin = [b.astype(np.float64) * _B for b in (bz, by, bx)]
-        centre = [o + (_B - 1) / 2.0 for o in origin]
-        # Seed table over the cells around the tile, gathered per candidate offset.
-        kc = [np.floor(c / _CELL).astype(np.int64) for c in centre]
-        k0 = [int(k.min()) - 1 for k in kc]
-        ranges = [np.arange(k0[i], int(kc[i].max()) + 2) for i in range(3)]
-        mesh = np.meshgrid(*ranges, indexing="ij")
-        table = [t.ravel() for t in _seeds(seed, *mesh)]
-        nky, nkx = ranges[1].size, ranges[2].size
-        rel = [kc[i] - k0[i] for i in range(3)]
-        cz, cy, cx = (centre[0][:, None, None], centre[1][None, :, None],
-                      centre[2][None, None, :])
-        d1 = np.full(shape, np.inf)
-        d2 = np.full(shape, np.inf)
-        i1 = np.zeros(shape, dtype=np.int64)
-        i2 = np.zeros(shape, dtype=np.int64)
-        for dz, dy, dx in _OFFSETS:
-            flat = (((rel[0] + dz)[:, None, None] * nky + (rel[1] + dy)[None, :, None]) * nkx
-                    + (rel[2] + dx)[None, None, :])
-            d = (cz - table[0][flat]) ** 2 + (cy - table[1][flat]) ** 2 + (cx - table[2][flat]) ** 2
-            c1 = d < d1
-            c2 = d < d2
-            d2 = np.where(c1, d1, np.where(c2, d, d2))
-            i2 = np.where(c1, i1, np.where(c2, flat, i2))
-            d1 = np.where(c1, d, d1)
-            i1 = np.where(c1, flat, i1)
-        a = tuple(table[i][i1] for i in range(3))
-        b = tuple(table[i][i2] for i in range(3))
-        ab = [a[i] - b[i] for i in range(3)]
-        norm = np.sqrt(ab[0] ** 2 + ab[1] ** 2 + ab[2] ** 2)
-        o3 = (origin[0][:, None, None], origin[1][None, :, None], origin[2][None, None, :])
-        f32 = np.float32
-        # s(origin + l) = s0 + l . u, exactly linear inside the block.
-        self.s0 = _bisector_distance(o3, a, b).astype(f32)
-        self.uz, self.uy, self.ux = (ab[i] / norm for i in range(3))
-        self.uz, self.uy, self.ux = (v.astype(f32) for v in (self.uz, self.uy, self.ux))
-        ba, bb = table[3][i1], table[3][i2]
-        self.bmid = ((ba + bb) * 0.5 * _CYTO).astype(f32)
-        self.bhalf = ((ba - bb) * 0.5 * _CYTO).astype(f32)
-
-        # Organelles: at most one ellipsoid per cell, near its seed, clear of the cell walls.
-        # Their parameters live on the seed table, so each block takes those of its cell.
-        flat_k = [m.ravel() for m in mesh]
-        radius = [_ORG_RADIUS[0] + (_ORG_RADIUS[1] - _ORG_RADIUS[0]) * _uniform(seed, 20 + i, *flat_k)
+    def __init__(self, seed: int, lo: tuple[int, int, int], hi: tuple[int, int, int]) -> None:
+        self.lo = lo
+        self.n = tuple(h - lo_ + 1 for lo_, h in zip(lo, hi, strict=True))
+        mesh = np.meshgrid(*(np.arange(a, b + 1) for a, b in zip(lo, hi, strict=True)),
+                           indexing="ij")
+        k = [m.ravel() for m in mesh]
+        self.frac = _seed_frac(seed, *k)
+        self.pos = _seed_pos(seed, *k)
+        self.bright = (1.0 + _BRIGHT_SPREAD * (2.0 * _uniform(seed, 13, *k) - 1.0)) * _CYTO
+        # At most one organelle per cell: an ellipsoid near the seed, clear of the walls.
+        radius = [_ORG_RADIUS[0] + (_ORG_RADIUS[1] - _ORG_RADIUS[0]) * _uniform(seed, 20 + i, *k)
                   for i in range(3)]
-        ctr = [table[i] + _ORG_SHIFT * (2.0 * _uniform(seed, 23 + i, *flat_k) - 1.0)
+        ctr = [self.pos[i] + _ORG_SHIFT * (2.0 * _uniform(seed, 23 + i, *k) - 1.0)
                for i in range(3)]
         longest = np.maximum(np.maximum(radius[0], radius[1]), radius[2])
         shortest = np.minimum(np.minimum(radius[0], radius[1]), radius[2])
         scale = np.minimum(1.0, (_clearance(seed, *ctr) - _ORG_CLEARANCE) / longest)
-        present = (_uniform(seed, 26, *flat_k) < _ORG_PRESENT) & (scale * shortest >= 3.0)
-        darkness = 0.30 + 0.18 * _uniform(seed, 27, *flat_k)
-        pres = present[i1]
-        # q(l) = sum g_i (l_i - c_i)^2 in block-local coordinates l; absent: q0 huge.
-        self.gz, self.gy, self.gx = (
-            np.where(pres, 1.0 / (scale[i1] * radius[i][i1]) ** 2, 0.0).astype(f32)
-            for i in range(3))
-        self.oz, self.oy, self.ox = ((ctr[i][i1] - o3[i]).astype(f32) for i in range(3))
-        self.q0 = np.where(pres, 0.0, 1e6).astype(f32)
-        self.dark = np.where(pres, darkness[i1], 0.0).astype(f32)
+        present = (_uniform(seed, 26, *k) < _ORG_PRESENT) & (scale * shortest >= 3.0)
+        dark = 0.30 + 0.18 * _uniform(seed, 27, *k)
+        # The organelle's factor on brightness is clip(q~, 1 - dark, 1), with
+        # q~ = dark*edge*q + 1 - dark*edge and q = sum((p - ctr) / r)^2 (q < 1 inside).
+        self.org_ctr = ctr
+        self.org_g = [np.where(present, dark * _ORG_EDGE / (scale * r) ** 2, 0.0) for r in radius]
+        self.org_q0 = np.where(present, 1.0 - dark * _ORG_EDGE, 2.0)
+        self.org_lo = np.where(present, 1.0 - dark, 1.0)
+
+
+class _Blocks:
+    """Per-block geometry of a tile, in block-local coordinates l (0..3 per axis).
+
+    Membrane: s~(l) = s0 + l.u, the signed distance to the bisector plane of the block's two
+    nearest seeds, scaled by the membrane ramp. Organelle: q~(l) = q0 + sum g_i (l_i - o_i)^2.
+    """
+
+    def __init__(self, cells: _Cells, bz: np.ndarray, by: np.ndarray, bx: np.ndarray) -> None:
+        f32 = np.float32
+        origin = [b.astype(np.int64) * _B for b in (bz, by, bx)]
+        kc = [o // _CELL for o in origin]
+        # Block centre relative to its cell's corner: small exact numbers, the same whatever
+        # the tiling, so float32 distances are reproducible.
+        crel = [(o - k * _CELL).astype(f32) + f32((_B - 1) / 2.0) for o, k in zip(origin, kc,
+                                                                                   strict=True)]
+        nky, nkx = cells.n[1], cells.n[2]
+        rel = [(k - lo).astype(np.int32) for k, lo in zip(kc, cells.lo, strict=True)]
+        flat0 = (rel[0][:, None, None] * nky + rel[1][None, :, None]) * nkx + rel[2][None, None, :]
+        # Nearest two of the 27 candidate seeds. The float32 squared distance carries the
+        # candidate number in its 5 low mantissa bits, so min/max track distance and identity
+        # together (positive floats order as their int32 bit patterns).
+        k1 = np.full(flat0.shape, np.iinfo(np.int32).max, np.int32)
+        k2 = k1.copy()
+        deltas = np.array([(dz * nky + dy) * nkx + dx for dz, dy, dx in _OFFSETS], np.int32)
+        fz, fy, fx = cells.frac
+        flat = np.empty_like(flat0)
+        for j, (dz, dy, dx) in enumerate(_OFFSETS):
+            np.add(flat0, deltas[j], out=flat)
+            d = np.square((crel[0] - f32(dz * _CELL))[:, None, None] - np.take(fz, flat))
+            d += np.square((crel[1] - f32(dy * _CELL))[None, :, None] - np.take(fy, flat))
+            d += np.square((crel[2] - f32(dx * _CELL))[None, None, :] - np.take(fx, flat))
+            key = d.view(np.int32)
+            key &= np.int32(~31)
+            key |= np.int32(j)
+            far = np.maximum(k1, key)
+            np.minimum(k1, key, out=k1)
+            np.minimum(k2, far, out=k2)
+        i1 = k1 & 31
+        i2 = k2 & 31
+        fa = flat0 + np.take(deltas, i1)
+        fb = flat0 + np.take(deltas, i2)
+        o3 = (origin[0][:, None, None], origin[1][None, :, None], origin[2][None, None, :])
+        a = tuple(cells.pos[i][fa] - o3[i] for i in range(3))
+        b = tuple(cells.pos[i][fb] - o3[i] for i in range(3))
+        ab = [a[i] - b[i] for i in range(3)]
+        norm = np.maximum(np.sqrt(ab[0] ** 2 + ab[1] ** 2 + ab[2] ** 2), 1e-9)
+        alpha = _MEMBRANE_DEPTH / (_MEM_EDGE - _MEM_CORE)
+        self.s0 = (alpha * _bisector_distance((0.0, 0.0, 0.0), a, b)).astype(f32)
+        self.uz, self.uy, self.ux = ((alpha * ab[i] / norm).astype(f32) for i in range(3))
+        self.bmid = ((cells.bright[fa] + cells.bright[fb]) * 0.5).astype(f32)
+        self.bhalf = ((cells.bright[fa] - cells.bright[fb]) * 0.5).astype(f32)
+        # The organelle of the block's own cell.
+        self.gz, self.gy, self.gx = (cells.org_g[i][fa].astype(f32) for i in range(3))
+        self.oz, self.oy, self.ox = ((cells.org_ctr[i][fa] - o3[i]).astype(f32)
+                                     for i in range(3))
+        self.q0 = cells.org_q0[fa].astype(f32)
+        self.qlo = cells.org_lo[fa].astype(f32)
+
+
+_ALPHA = _MEMBRANE_DEPTH / (_MEM_EDGE - _MEM_CORE)
+_MEM_BETA = 1.0 - _MEMBRANE_DEPTH - _ALPHA * _MEM_CORE
+"""Membrane factor on brightness: clip(|s~| + beta, 1 - depth, 1), s~ = alpha * distance."""
 
 
 # -- the volume ------------------------------------------------------------------------------
@@ -279,7 +314,12 @@ class SyntheticEM:
         if self.dtype not in _SUPPORTED:
             raise ValueError(f"dtype must be uint8, int16 or uint16, got {self.dtype}")
         self.seed = int(seed)
-        self._tables = (_noise_table(self.seed, 40, 65521), _noise_table(self.seed, 42, 65519))
+        # Noise: v * (1 + slope * n1) + floor * n2, n1 and n2 from two tables of prime sizes
+        # (+0.5 in the second so that the final truncation rounds).
+        self._tables = (
+            (1.0 + _NOISE_SLOPE * _noise_table(self.seed, 40, 65521)).astype(np.float32),
+            (0.5 + _NOISE_FLOOR * _noise_table(self.seed, 42, 65519)).astype(np.float32),
+        )
         self._extended: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __repr__(self) -> str:
@@ -325,16 +365,6 @@ class SyntheticEM:
             out.append((start, max(start, stop)))
         return out
 
-    def _noise_windows(self, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sliding-window views of the noise tables, one row of ``width`` per start offset."""
-        if width not in self._extended:
-            ext = tuple(np.resize(t, t.size + width - 1) for t in self._tables)
-            if len(self._extended) > 8:
-                self._extended.clear()
-            self._extended[width] = ext  # type: ignore[assignment]
-        e1, e2 = self._extended[width]
-        return sliding_window_view(e1, width), sliding_window_view(e2, width)
-
     def _render(
         self, region: Region, *, image: bool, classes: bool
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -344,16 +374,19 @@ class SyntheticEM:
         cls = np.empty(shape, np.uint8) if classes else None
         if 0 in shape:
             return img, cls
+        bz_all = np.arange(z0 // _B, (z1 - 1) // _B + 1)
+        by_all = np.arange(y0 // _B, (y1 - 1) // _B + 1)
         bx = np.arange(x0 // _B, (x1 - 1) // _B + 1)
         xa = int(bx[0]) * _B
         width = bx.size * _B
-        by_all = np.arange(y0 // _B, (y1 - 1) // _B + 1)
-        bz_all = np.arange(z0 // _B, (z1 - 1) // _B + 1)
+        lo = tuple(int(b[0]) * _B // _CELL - 1 for b in (bz_all, by_all, bx))
+        hi = tuple(int(b[-1]) * _B // _CELL + 1 for b in (bz_all, by_all, bx))
+        cells = _Cells(self.seed, lo, hi)  # type: ignore[arg-type]
         rows = max(1, _TILE_ELEMS // width)  # blocks along y per tile
         for bz in bz_all:
             for j in range(0, by_all.size, rows):
                 by = by_all[j : j + rows]
-                tile = self._tile(np.array([bz]), by, bx, image=image, classes=classes)
+                tile = self._tile(cells, np.array([bz]), by, bx, image=image, classes=classes)
                 # Place the tile's voxels that fall inside the region.
                 tz0, ty0 = int(bz) * _B, int(by[0]) * _B
                 sz = slice(max(z0, tz0), min(z1, tz0 + _B))
@@ -368,11 +401,12 @@ class SyntheticEM:
         return img, cls
 
     def _tile(
-        self, bz: np.ndarray, by: np.ndarray, bx: np.ndarray, *, image: bool, classes: bool
+        self, cells: _Cells, bz: np.ndarray, by: np.ndarray, bx: np.ndarray, *, image: bool,
+        classes: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Render whole blocks ``bz x by x bx`` (z, y, x block indices) to voxels."""
         f32 = np.float32
-        g = _Blocks(self.seed, bz, by, bx)
+        g = _Blocks(cells, bz, by, bx)
         nz, ny, width = bz.size * _B, by.size * _B, bx.size * _B
         out_img = np.empty((nz, ny, width), self.dtype) if image else np.empty(0)
         out_cls = np.empty((nz, ny, width), np.uint8) if classes else np.empty(0)
@@ -382,97 +416,105 @@ class SyntheticEM:
         def xrep(a: np.ndarray) -> np.ndarray:
             return np.repeat(a, _B, axis=2)
 
-        lx = np.tile(np.arange(_B, dtype=f32), bx.size)  # block-local x, per voxel
-        # x-terms once per tile, (nbz, nby, width)
-        s_x = xrep(g.s0) + xrep(g.ux) * lx
-        q_x = xrep(g.q0) + xrep(g.gx) * (lx - xrep(g.ox)) ** 2
-        uz, uy, gz, gy, oz, oy = (xrep(a) for a in (g.uz, g.uy, g.gz, g.gy, g.oz, g.oy))
+        # Per-block coefficients spread along x (nbz, nby, width); x-terms folded in once.
+        lx = np.tile(np.arange(_B, dtype=f32), bx.size)  # block-local x of each column
+        s_x = xrep(g.s0)
+        s_x += xrep(g.ux) * lx
+        q_x = xrep(g.ox)
+        np.subtract(lx, q_x, out=q_x)
+        np.square(q_x, out=q_x)
+        q_x *= xrep(g.gx)
+        q_x += xrep(g.q0)
+        uz, gz, oz = xrep(g.uz), xrep(g.gz), xrep(g.oz)
+        uy, gy, oy = xrep(g.uy), xrep(g.gy), xrep(g.oy)
         s_y = [uy * f32(i) for i in range(_B)]
-        q_y = [gy * (f32(i) - oy) ** 2 for i in range(_B)]
-
+        q_y = [gy * np.square(f32(i) - oy) for i in range(_B)]
         if image:
-            bmid, bhalf, dark = xrep(g.bmid), xrep(g.bhalf), xrep(g.dark)
-            zz = bz[:, None] * _B + np.arange(_B)[None, :]  # (nbz, B) voxel z
-            yy = by[:, None] * _B + np.arange(_B)[None, :]
-            xx = bx[0] * _B + np.arange(width)
-            # Illumination: smooth drift in (z, y) and (y, x), per-slice flicker; no trig.
-            seed = self.seed
-            nz_ = _value_noise_1d(seed, 50, zz, 160.0)
-            ny1 = _value_noise_1d(seed, 51, yy, 200.0)
-            ny2 = _value_noise_1d(seed, 52, yy, 260.0)
-            nx_ = _value_noise_1d(seed, 53, xx, 230.0)
-            nx2 = _value_noise_1d(seed, 54, xx, 700.0)
-            flicker = _FLICKER * (2.0 * _uniform(seed, 55, zz) - 1.0)
-            drift_zy = (1.0 + flicker[:, :, None, None]
-                        + _DRIFT * 0.5 * nz_[:, :, None, None] * ny1[None, None, :, :])
-            drift_yx = _DRIFT * 0.5 * (ny2[:, :, None] * nx_[None, None, :] + 0.6 * nx2)
-            drift_zy = drift_zy.astype(f32)  # (nbz, B, nby, B)
-            drift_yx = drift_yx.astype(f32)  # (nby, B, width)
-            # Noise rows: offsets hashed per (z, y) row into two tables.
-            w1, w2 = self._noise_windows(width)
-            zr = zz[:, :, None, None]
-            yr = yy[None, None, :, :]
-            off1 = ((_hash(seed, 60, zr, yr).astype(np.int64) + xa_mod(xx[0], w1.shape[0]))
-                    % w1.shape[0])
-            off2 = ((_hash(seed, 61, zr, yr).astype(np.int64) + xa_mod(xx[0], w2.shape[0]))
-                    % w2.shape[0])
+            bmid, bhalf, qlo = xrep(g.bmid), xrep(g.bhalf), xrep(g.qlo)
+            drift_zy, drift_yx = self._illumination(bz, by, bx)
+            (wa, wb), (off_a, off_b) = self._noise_rows(bz, by, bx)
             lo, hi, scale, offset = _quantisation(self.dtype)
-            k_mem = f32(1.0 / (_MEM_EDGE - _MEM_CORE))
-
+        s = np.empty_like(s_x)
+        q = np.empty_like(s_x)
+        v = np.empty_like(s_x)
         for iz in range(_B):
             s_z = s_x + uz * f32(iz)
-            q_z = q_x + gz * (f32(iz) - oz) ** 2
+            q_z = q_x + gz * np.square(f32(iz) - oz)
             for iy in range(_B):
-                s = s_z + s_y[iy]
-                q = q_z + q_y[iy]
-                a = np.abs(s)
+                np.add(s_z, s_y[iy], out=s)
+                np.add(q_z, q_y[iy], out=q)
                 if classes:
                     c = (q < 1.0).view(np.uint8) * np.uint8(CLASS_ORGANELLE)
-                    c[a < _MEM_CLASS] = CLASS_MEMBRANE
+                    c[np.abs(s) < _ALPHA * _MEM_CLASS] = CLASS_MEMBRANE
                     cls5[:, iz, :, iy, :] = c  # type: ignore[index]
                 if not image:
                     continue
-                # membrane darkness m in [0, 1]
-                m = np.subtract(f32(_MEM_EDGE), a, out=a)
-                m *= k_mem
-                np.clip(m, 0.0, 1.0, out=m)
-                # brightness switches from cell a to cell b across the membrane
-                t = np.multiply(s, f32(1.0 / _MEM_CORE), out=s)
-                np.clip(t, -1.0, 1.0, out=t)
-                t *= bhalf
-                t += bmid
-                v = t
+                # cell brightness (switching across the membrane), then illumination
+                np.copysign(bhalf, s, out=v)
+                v += bmid
                 v *= drift_zy[:, iz, :, iy, None]
                 v += drift_yx[:, iy, :]
-                # organelle darkness o = dark * clip((1 - q) * edge, 0, 1)
-                o = np.subtract(f32(1.0), q, out=q)
-                o *= f32(_ORG_EDGE)
-                np.clip(o, 0.0, 1.0, out=o)
-                o *= dark
-                np.subtract(f32(1.0), o, out=o)
-                v *= o
-                m *= f32(-_MEMBRANE_DEPTH)
-                m += f32(1.0)
-                v *= m
-                # signal-dependent noise
-                n = w1[off1[:, iz, :, iy]]
-                n += w2[off2[:, iz, :, iy]]
-                sigma = np.multiply(v, f32(_NOISE_SLOPE), out=m)
-                sigma += f32(_NOISE_FLOOR)
-                n *= sigma
-                v += n
+                # membrane: clip(|s~| + beta, 1 - depth, 1)
+                np.abs(s, out=s)
+                s += f32(_MEM_BETA)
+                np.clip(s, 1.0 - _MEMBRANE_DEPTH, 1.0, out=s)
+                v *= s
+                # organelle: clip(q~, 1 - dark, 1)
+                np.maximum(q, qlo, out=q)
+                np.minimum(q, 1.0, out=q)
+                v *= q
+                # signal-dependent noise: v * (1 + slope * n1) + floor * n2 (+ 0.5 to round)
+                v *= wa[off_a[:, iz, :, iy]]
+                v += wb[off_b[:, iz, :, iy]]
                 if scale != 1.0:
                     v *= f32(scale)
                     v += f32(offset)
-                np.rint(v, out=v)
                 np.clip(v, lo, hi, out=v)
                 img5[:, iz, :, iy, :] = v  # type: ignore[index]
         return out_img, out_cls
 
+    def _illumination(
+        self, bz: np.ndarray, by: np.ndarray, bx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Smooth drift: a factor over (z, y) with per-slice flicker, a term over (y, x)."""
+        seed = self.seed
+        zz = bz[:, None] * _B + np.arange(_B)[None, :]  # (nbz, B)
+        yy = by[:, None] * _B + np.arange(_B)[None, :]  # (nby, B)
+        xx = int(bx[0]) * _B + np.arange(bx.size * _B)
+        nz_ = _value_noise_1d(seed, 50, zz, 160.0)
+        ny1 = _value_noise_1d(seed, 51, yy, 200.0)
+        ny2 = _value_noise_1d(seed, 52, yy, 260.0)
+        nx1 = _value_noise_1d(seed, 53, xx, 230.0)
+        nx2 = _value_noise_1d(seed, 54, xx, 700.0)
+        flicker = _FLICKER * (2.0 * _uniform(seed, 55, zz) - 1.0)
+        drift_zy = 1.0 + flicker[:, :, None, None] + _DRIFT * 0.5 * (
+            nz_[:, :, None, None] * ny1[None, None, :, :])
+        drift_yx = _DRIFT * 0.5 * _CYTO * (ny2[:, :, None] * nx1[None, None, :] + 0.6 * nx2)
+        return drift_zy.astype(np.float32), drift_yx.astype(np.float32)
 
-def xa_mod(x: Any, n: int) -> int:
-    """``x mod n`` as a Python int (the noise row offset of the tile's first column)."""
-    return int(x) % n
+    def _noise_rows(
+        self, bz: np.ndarray, by: np.ndarray, bx: np.ndarray
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Row views of the noise tables and, per (z, y) row, the hashed start offsets.
+
+        Voxel (z, y, x) takes table[(h(seed, z, y) + x) mod n]: a pure function of position.
+        """
+        width = bx.size * _B
+        if width not in self._extended:
+            ext = tuple(np.resize(t, t.size + width - 1) for t in self._tables)
+            if len(self._extended) > 8:
+                self._extended.clear()
+            self._extended[width] = ext  # type: ignore[assignment]
+        ea, eb = self._extended[width]
+        wa, wb = sliding_window_view(ea, width), sliding_window_view(eb, width)
+        zz = (bz[:, None] * _B + np.arange(_B)[None, :])[:, :, None, None]
+        yy = (by[:, None] * _B + np.arange(_B)[None, :])[None, None, :, :]
+        x0 = int(bx[0]) * _B
+        offs = []
+        for salt, table in ((60, self._tables[0]), (61, self._tables[1])):
+            n = table.size
+            offs.append((_hash(self.seed, salt, zz, yy).astype(np.int64) + x0 % n) % n)
+        return (wa, wb), (offs[0], offs[1])
 
 
 def _quantisation(dtype: np.dtype[Any]) -> tuple[float, float, float, float]:
