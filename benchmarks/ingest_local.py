@@ -59,10 +59,24 @@ def run_one(approach: str, tiff: Path, out: Path) -> None:
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     t0 = time.perf_counter()
     if approach == "emingest":
-        cmd = [sys.executable, "-m", "emingest.cli", "ingest", "local", str(tiff),
-               "--data-root", str(out), "--force"]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "EMINGEST_LOGGING__LOG_DIR": str(out / "logs")})
+        cmd = [
+            sys.executable,
+            "-m",
+            "emingest.cli",
+            "ingest",
+            "local",
+            str(tiff),
+            "--data-root",
+            str(out),
+            "--force",
+        ]
+        subprocess.run(
+            cmd,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "EMINGEST_LOGGING__LOG_DIR": str(out / "logs")},
+        )
         rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     elif approach == "naive":
         import numpy as np
@@ -97,7 +111,9 @@ def measure(approach: str, tiff: Path, workdir: Path) -> dict[str, float]:
         out = out.with_suffix(".npy")
     proc = subprocess.run(
         [sys.executable, __file__, "--child", approach, str(tiff), str(out)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if out.exists():
@@ -120,18 +136,24 @@ def main() -> None:
     tiff = args.workdir / f"em_{args.size_gib:g}gib.tif"
     shape = make_tiff(tiff, args.size_gib)
     nbytes = shape[0] * shape[1] * shape[2]
-    print(f"# machine: {platform.machine()} {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; volume {shape} uint8 = {nbytes / MiB:.0f} MiB; "
-          f"median of {args.runs}")
+    print(
+        f"# machine: {platform.machine()} {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; volume {shape} uint8 = {nbytes / MiB:.0f} MiB; "
+        f"median of {args.runs}"
+    )
     rows = {}
     for approach in args.approaches.split(","):
         runs = [measure(approach, tiff, args.workdir) for _ in range(args.runs)]
         secs = statistics.median(r["seconds"] for r in runs)
         rss = max(r["rss_mib"] for r in runs)
         rows[approach] = (nbytes / secs / 1e6, secs, rss)
-        print(f"{approach:<12} {nbytes / secs / 1e6:8.1f} MB/s  {secs:7.2f} s  "
-              f"peak RSS {rss:8.0f} MiB  (runs: "
-              + ", ".join(f"{r['seconds']:.2f}" for r in runs) + ")", flush=True)
+        print(
+            f"{approach:<12} {nbytes / secs / 1e6:8.1f} MB/s  {secs:7.2f} s  "
+            f"peak RSS {rss:8.0f} MiB  (runs: "
+            + ", ".join(f"{r['seconds']:.2f}" for r in runs)
+            + ")",
+            flush=True,
+        )
     if "emingest" in rows and "ome-zarr-py" in rows:
         print(f"emingest / ome-zarr-py speed: {rows['emingest'][0] / rows['ome-zarr-py'][0]:.2f}x")
     if "emingest" in rows and "naive" in rows:

@@ -20,8 +20,8 @@ def test_ingest_local_writes_log_and_exits_zero(tmp_path: Path, monkeypatch) -> 
     a = np.arange(6 * 20 * 24, dtype=np.uint16).reshape(6, 20, 24)
     tifffile.imwrite(tmp_path / "v.tif", a)
     result = runner.invoke(
-        app, ["ingest", "local", "v.tif", "--voxel-size-nm", "30", "4", "4", "--chunk",
-              "8", "8", "8"],
+        app,
+        ["ingest", "local", "v.tif", "--voxel-size-nm", "30", "4", "4", "--chunk", "8", "8", "8"],
     )
     assert result.exit_code == 0, result.output
     [log] = (tmp_path / "logs").glob("local_*.log")
@@ -33,8 +33,7 @@ def test_ingest_local_writes_log_and_exits_zero(tmp_path: Path, monkeypatch) -> 
 
 def test_a_failed_volume_gives_a_clear_line_and_exit_one(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    tifffile.imwrite(tmp_path / "ok.tif", np.zeros((3, 8, 8), np.uint8),
-                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "ok.tif", np.zeros((3, 8, 8), np.uint8), photometric="minisblack")
     (tmp_path / "broken.mrc").write_bytes(b"\x00" * 100)
     result = runner.invoke(app, ["ingest", "local", "ok.tif", "broken.mrc"])
     assert result.exit_code == 1
@@ -52,7 +51,7 @@ def test_invalid_settings_exit_two(tmp_path: Path) -> None:
 
 def test_config_show_round_trips_through_toml(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[storage]\nzstd_level = 5\n[sources.local]\n')
+    cfg.write_text("[storage]\nzstd_level = 5\n[sources.local]\n")
     result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     parsed = tomllib.loads(result.output)
@@ -62,6 +61,7 @@ def test_config_show_round_trips_through_toml(tmp_path: Path) -> None:
 
 def test_schema_check_passes_for_the_committed_schema() -> None:
     root = Path(__file__).resolve().parents[1]
-    result = runner.invoke(app, ["schema", "--check", "--output",
-                                 str(root / "schemas" / "record.schema.json")])
+    result = runner.invoke(
+        app, ["schema", "--check", "--output", str(root / "schemas" / "record.schema.json")]
+    )
     assert result.exit_code == 0, result.output

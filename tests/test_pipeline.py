@@ -48,8 +48,10 @@ def em_like(shape: Sequence[int], dtype: str = "uint8", seed: int = 0) -> np.nda
 
 def ingest(settings: Settings, paths: Sequence[Path], **kw: Any):
     source = create_source("local", settings)
-    jobs = [VolumeJob(source, ref, kw.pop("voxel", None)) for ref in source.discover(
-        [str(p) for p in paths])]
+    jobs = [
+        VolumeJob(source, ref, kw.pop("voxel", None))
+        for ref in source.discover([str(p) for p in paths])
+    ]
     with Pipeline(settings) as pipe:
         return pipe.run(jobs, **kw)
 
@@ -57,8 +59,14 @@ def ingest(settings: Settings, paths: Sequence[Path], **kw: Any):
 def test_imagej_tiff_becomes_valid_ome_zarr_with_complete_record(tmp_path: Path) -> None:
     a = em_like((37, 70, 90))
     src = tmp_path / "vol.tif"
-    tifffile.imwrite(src, a, imagej=True, byteorder=">", resolution=(50, 50),
-                     metadata={"spacing": 0.02, "unit": "\\u00B5m", "axes": "ZYX"})
+    tifffile.imwrite(
+        src,
+        a,
+        imagej=True,
+        byteorder=">",
+        resolution=(50, 50),
+        metadata={"spacing": 0.02, "unit": "\\u00B5m", "axes": "ZYX"},
+    )
     [res] = ingest(settings_for(tmp_path), [src])
     assert res.status == "complete", res.status
     rec = read_record(res.record_path)
@@ -183,8 +191,13 @@ class RecordingSource:
         return [VolumeRef("recording", "r1", "vol")]
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
-        return VolumeInfo(ref, self.array.shape, self.array.dtype, (8.0, 8.0, 8.0),
-                          additional_metadata={"kept": {"whole": [1, 2, 3]}})
+        return VolumeInfo(
+            ref,
+            self.array.shape,
+            self.array.dtype,
+            (8.0, 8.0, 8.0),
+            additional_metadata={"kept": {"whole": [1, 2, 3]}},
+        )
 
     def open(self, ref: VolumeRef) -> RecordingSource:
         return self
@@ -224,10 +237,12 @@ def test_a_failing_region_marks_the_record_and_other_volumes_finish(tmp_path: Pa
     bad, good = FailingSource(a), RecordingSource(a)
     st = settings_for(tmp_path)
     with Pipeline(st) as pipe:
-        results = pipe.run([
-            VolumeJob(bad, VolumeRef("failing", "f1", "vol")),
-            VolumeJob(good, VolumeRef("recording", "r1", "vol")),
-        ])
+        results = pipe.run(
+            [
+                VolumeJob(bad, VolumeRef("failing", "f1", "vol")),
+                VolumeJob(good, VolumeRef("recording", "r1", "vol")),
+            ]
+        )
     assert results[0].status.startswith("error: ConversionError: corrupt block at z=")
     assert read_record(results[0].record_path).status == results[0].status
     assert results[1].status == "complete"
@@ -245,11 +260,23 @@ def test_sigkill_then_rerun_resumes_without_rewriting_finished_tiles(tmp_path: P
     a = em_like((96, 256, 320), seed=3)
     src = tmp_path / "big.tif"
     tifffile.imwrite(src, a)
-    env = {**os.environ, "EMINGEST_PIPELINE__TILE_BYTES": str(256 << 10),
-           "EMINGEST_PIPELINE__WORKERS": "1", "EMINGEST_STORAGE__CHUNK_SHAPE": "[16,16,16]",
-           "EMINGEST_LOGGING__LOG_DIR": str(tmp_path / "logs")}
-    cmd = [sys.executable, "-m", "emingest.cli", "ingest", "local", str(src),
-           "--data-root", str(tmp_path / "data")]
+    env = {
+        **os.environ,
+        "EMINGEST_PIPELINE__TILE_BYTES": str(256 << 10),
+        "EMINGEST_PIPELINE__WORKERS": "1",
+        "EMINGEST_STORAGE__CHUNK_SHAPE": "[16,16,16]",
+        "EMINGEST_LOGGING__LOG_DIR": str(tmp_path / "logs"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "emingest.cli",
+        "ingest",
+        "local",
+        str(src),
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
     source = create_source("local", settings_for(tmp_path))
     [ref] = source.discover([str(src)])
     paths = VolumePaths.for_ref(tmp_path / "data", ref)
@@ -282,3 +309,88 @@ def test_sigkill_then_rerun_resumes_without_rewriting_finished_tiles(tmp_path: P
     assert resumed.statistics == fresh.record.statistics
     np.testing.assert_array_equal(zarr.open_group(paths.store)["s0"][:], a)
     np.testing.assert_array_equal(zarr.open_group(paths.store)["s1"][:], downsample_mean2(a))
+
+
+def test_labels_image_attaches_to_its_volume_with_nearest_pyramid(tmp_path: Path) -> None:
+    image = RecordingSource(em_like((40, 48, 56)))
+    mask = (em_like((40, 48, 56), seed=5) > 200).astype(np.uint8) * 255
+    labels = RecordingSource(mask)
+    image_ref, mask_ref = VolumeRef("recording", "r1", "vol"), VolumeRef("recording", "r1", "gt")
+    st = settings_for(tmp_path)
+    with Pipeline(st) as pipe:
+        [img_res] = pipe.run([VolumeJob(image, image_ref)])
+        [lab_res] = pipe.run([VolumeJob(labels, mask_ref, labels_of=image_ref)])
+    assert img_res.status == lab_res.status == "complete"
+    store = Path(img_res.record.local_paths.volume)
+    assert Path(lab_res.record.local_paths.volume) == store / "labels" / "gt"
+    assert lab_res.record.additional_metadata["labels_of"] == "r1/vol"
+    group = zarr.open_group(store, mode="r")
+    Image.from_zarr(group)
+    from ome_zarr_models.v05 import ImageLabel, Labels
+
+    Labels.from_zarr(group["labels"])
+    label_group = group["labels"]["gt"]
+    ImageLabel.from_zarr(label_group)
+    np.testing.assert_array_equal(label_group["s0"][:], mask)
+    # Nearest: every level holds only values that exist in the mask (no mean of 0 and 255).
+    np.testing.assert_array_equal(label_group["s1"][:], mask[::2, ::2, ::2])
+    assert set(np.unique(label_group["s2"][:])) <= {0, 255}
+    # The image's size on disk does not count its labels.
+    assert img_res.record.file_size_bytes == read_record(img_res.record_path).file_size_bytes
+    # Re-ingesting the image with --force keeps its labels.
+    with Pipeline(st) as pipe:
+        [again] = pipe.run([VolumeJob(image, image_ref)], force=True)
+    assert again.status == "complete"
+    assert (store / "labels" / "gt" / "s0").exists()
+
+
+class PyramidSource(RecordingSource):
+    """A remote-like source with its own pyramid: levels must be copied, not recomputed."""
+
+    digest_from_store = True
+
+    def __init__(self, levels: list[np.ndarray]) -> None:
+        super().__init__(levels[0])
+        self.level_arrays = levels
+        self.level_reads = 0
+
+    def describe(self, ref: VolumeRef) -> VolumeInfo:
+        from emingest.omezarr.metadata import Level
+
+        info = super().describe(ref)
+        info.levels = [
+            Level(
+                f"s{k}",
+                a.shape,
+                (2.96 * 2**k, 4.0 * 2**k, 4.0 * 2**k),
+                (1.48 * (2**k - 1), 2.0 * (2**k - 1), 2.0 * (2**k - 1)),
+            )
+            for k, a in enumerate(self.level_arrays)
+        ]
+        return info
+
+    def read(self, region: Region) -> np.ndarray:
+        raise AssertionError("a pyramid source is read per level")
+
+    def read_level(self, level: int, region: Region) -> np.ndarray:
+        self.level_reads += 1
+        return self.level_arrays[level][region].copy()
+
+
+def test_an_archive_pyramid_is_copied_with_its_scales(tmp_path: Path) -> None:
+    s0 = em_like((30, 40, 50), "int16")
+    s1 = em_like((15, 20, 25), "int16", seed=9)  # deliberately NOT the mean of s0
+    src = PyramidSource([s0, s1])
+    with Pipeline(settings_for(tmp_path)) as pipe:
+        [res] = pipe.run([VolumeJob(src, VolumeRef("remote", "d1", "em"))])
+    assert res.status == "complete", res.status
+    rec = res.record
+    g = zarr.open_group(rec.local_paths.volume, mode="r")
+    Image.from_zarr(g)
+    np.testing.assert_array_equal(g["s0"][:], s0)
+    np.testing.assert_array_equal(g["s1"][:], s1)
+    ds = dict(g.attrs)["ome"]["multiscales"][0]["datasets"]
+    assert ds[1]["coordinateTransformations"][0]["scale"] == pytest.approx([5.92, 8.0, 8.0])
+    assert ds[1]["coordinateTransformations"][1]["translation"] == pytest.approx([1.48, 2, 2])
+    assert rec.sha256 == hashlib.sha256(s0.tobytes()).hexdigest()
+    assert rec.statistics.min == s0.min()

@@ -48,9 +48,7 @@ ShardOpt = Annotated[
     tuple[int, int, int] | None,
     typer.Option("--shard", help="Shard shape Z Y X (enables sharding)", show_default=False),
 ]
-LevelsOpt = Annotated[
-    int | None, typer.Option("--levels", help="Most pyramid levels, s0 included")
-]
+LevelsOpt = Annotated[int | None, typer.Option("--levels", help="Most pyramid levels, s0 included")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo volumes that are complete")]
 
 
@@ -155,8 +153,9 @@ def ingest_local(
     force: ForceOpt = False,
 ) -> None:
     """Ingest local volumes (multi-page/ImageJ/OME TIFF, MRC, 2-D slice folders, Zarr)."""
-    settings = _settings(config, data_root=data_root, workers=workers, chunk=chunk,
-                         shard=shard, levels=levels)
+    settings = _settings(
+        config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
+    )
     log_path = setup_logging(settings, "local")
     try:
         source = create_source("local", settings)

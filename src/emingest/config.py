@@ -28,7 +28,9 @@ class _Section(BaseModel):
 class StorageSettings(_Section):
     """Where and how volumes are written."""
 
-    data_root: Path = Field(Path("data"), description="Root folder of <source>/<id>/<name>.ome.zarr")
+    data_root: Path = Field(
+        Path("data"), description="Root folder of <source>/<id>/<name>.ome.zarr"
+    )
     chunk_shape: tuple[int, int, int] = Field((128, 128, 128), description="Chunk shape, z y x")
     shard_shape: tuple[int, int, int] | None = Field(
         None, description="Shard shape (z y x, multiples of chunk_shape); None: no sharding"

@@ -26,12 +26,13 @@ from emingest.config import Settings
 from emingest.errors import ConversionError, EmingestError
 from emingest.journal import TileJournal
 from emingest.omezarr.metadata import Level, plan_levels
-from emingest.omezarr.pyramid import downsample_mean2
+from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
 from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
 from emingest.progress import NullProgress, Progress
 from emingest.records import (
     STATUS_COMPLETE,
     STATUS_SAVING,
+    FileDigest,
     LocalPaths,
     ScaleLevel,
     VolumeRecord,
@@ -71,12 +72,18 @@ class VolumePaths:
     journal: Path
 
     @classmethod
-    def for_ref(cls, data_root: Path, ref: VolumeRef) -> VolumePaths:
+    def for_ref(
+        cls, data_root: Path, ref: VolumeRef, labels_of: VolumeRef | None = None
+    ) -> VolumePaths:
+        """Where a volume goes; a labels image goes inside its image's ``labels/`` group."""
         folder = Path(data_root) / safe_component(ref.source) / safe_component(ref.source_id)
         name = safe_component(ref.name)
+        store = folder / f"{name}.ome.zarr"
+        if labels_of is not None:
+            store = cls.for_ref(data_root, labels_of).store / "labels" / name
         return cls(
             folder=folder,
-            store=folder / f"{name}.ome.zarr",
+            store=store,
             record=folder / f"{name}.json",
             journal=folder / f".{name}.journal",
         )
@@ -88,6 +95,8 @@ class VolumeJob:
     ref: VolumeRef
     voxel_size_nm: tuple[float, float, float] | None = None
     """Overrides the source's voxel size (``--voxel-size-nm``)."""
+    labels_of: VolumeRef | None = None
+    """Makes this volume an OME-NGFF labels image of that one (e.g. ground-truth masks)."""
 
 
 @dataclass
@@ -146,7 +155,7 @@ class Pipeline:
 
     def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         ref = job.ref
-        paths = VolumePaths.for_ref(self.settings.storage.data_root, ref)
+        paths = VolumePaths.for_ref(self.settings.storage.data_root, ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
         if not force and paths.record.exists() and paths.store.exists():
             try:
@@ -177,14 +186,28 @@ class Pipeline:
                 voxel_size_origin=origin,
                 additional_metadata=info.additional_metadata,
             )
+            if job.labels_of is not None:
+                record.additional_metadata.setdefault(
+                    "labels_of", f"{job.labels_of.source_id}/{job.labels_of.name}"
+                )
             write_record(paths.record, record)  # phase 1: before any voxel is written
             reader = job.source.open(ref)
             try:
                 _check_reader(reader, info, label)
-                self._write_volume(label, paths, info, reader, voxel, record, force=force)
+                self._write_volume(
+                    label,
+                    paths,
+                    info,
+                    reader,
+                    voxel,
+                    record,
+                    force=force,
+                    is_label=job.labels_of is not None,
+                )
             finally:
                 reader.close()
-            record.local_paths.raw = [str(p) for p in info.raw_paths] or None
+            record.local_paths.raw = [str(p) for p in info.raw_paths if p.exists()] or None
+            record.files = [FileDigest.model_validate(f) for f in info.files]
             record.ingest_seconds = round(time.monotonic() - t0, 3)
             record.status = STATUS_COMPLETE
             record.timestamp = utc_now()
@@ -193,9 +216,8 @@ class Pipeline:
             rate = (record.nbytes or 0) / max(record.ingest_seconds, 1e-9) / 1e6
             log.info("%s: complete, shape %s, %.1f MB/s", label, record.volume_shape, rate)
             self.progress.finish(label, STATUS_COMPLETE)
-            return VolumeResult(ref, STATUS_COMPLETE, paths.record, record,
-                                time.monotonic() - t0)
-        except Exception as err:  # noqa: BLE001 - one volume's failure must not stop the run
+            return VolumeResult(ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0)
+        except Exception as err:
             status = error_status(f"{type(err).__name__}: {err}")
             if not isinstance(err, EmingestError | OSError):
                 log.exception("%s: unexpected failure (a bug? please report it)", label)
@@ -215,21 +237,42 @@ class Pipeline:
         record: VolumeRecord,
         *,
         force: bool,
+        is_label: bool = False,
     ) -> None:
         st = self.settings.storage
         budget = self.settings.pipeline.tile_bytes
         dtype = np.dtype(info.dtype).newbyteorder("=")
-        levels = plan_levels(info.shape, st.chunk_shape, voxel or (1.0, 1.0, 1.0),
-                             max_levels=st.max_levels)
+        if info.levels:
+            levels = list(info.levels)
+            method = "copied"
+        else:
+            levels = plan_levels(
+                info.shape, st.chunk_shape, voxel or (1.0, 1.0, 1.0), max_levels=st.max_levels
+            )
+            method = "nearest" if is_label else "mean"
         writer = OmeZarrWriter(
-            paths.store, name=info.ref.name, levels=levels, dtype=dtype,
-            chunk_shape=st.chunk_shape, shard_shape=st.shard_shape, zstd_level=st.zstd_level,
+            paths.store,
+            name=info.ref.name,
+            levels=levels,
+            dtype=dtype,
+            chunk_shape=st.chunk_shape,
+            shard_shape=st.shard_shape,
+            zstd_level=st.zstd_level,
+            method=method,
+            label=is_label,
         )
-        journal = TileJournal(paths.journal, {
-            "shape": list(info.shape), "dtype": dtype.str, "chunks": list(st.chunk_shape),
-            "shards": list(st.shard_shape) if st.shard_shape else None,
-            "levels": len(levels), "zstd": st.zstd_level, "tile_bytes": budget,
-        })
+        journal = TileJournal(
+            paths.journal,
+            {
+                "shape": list(info.shape),
+                "dtype": dtype.str,
+                "chunks": list(st.chunk_shape),
+                "shards": list(st.shard_shape) if st.shard_shape else None,
+                "levels": len(levels),
+                "zstd": st.zstd_level,
+                "tile_bytes": budget,
+            },
+        )
         resuming = not force and paths.store.exists() and journal.load()
         if not resuming:
             remove_store(paths.store)
@@ -240,7 +283,13 @@ class Pipeline:
         total = sum(int(np.prod(lv.shape)) * dtype.itemsize for lv in levels)
         self.progress.start(label, label, total)
         try:
-            digest = self._write_levels(label, writer, levels, reader, dtype, journal, budget)
+            if info.levels:
+                digest = self._copy_levels(label, writer, levels, reader, dtype, journal, budget)
+            else:
+                downsample = downsample_nearest2 if is_label else downsample_mean2
+                digest = self._write_levels(
+                    label, writer, levels, reader, dtype, journal, budget, downsample
+                )
         finally:
             journal.close()
         stats = digest.result()
@@ -249,9 +298,12 @@ class Pipeline:
         record.chunk_shape = list(st.chunk_shape)
         record.shard_shape = list(st.shard_shape) if st.shard_shape else None
         record.scales = [
-            ScaleLevel(path=lv.path, shape=list(lv.shape),
-                       voxel_size_nm=list(lv.voxel_size_nm) if voxel else None,
-                       translation_nm=list(lv.translation_nm) if voxel else None)
+            ScaleLevel(
+                path=lv.path,
+                shape=list(lv.shape),
+                voxel_size_nm=list(lv.voxel_size_nm) if voxel else None,
+                translation_nm=list(lv.translation_nm) if voxel else None,
+            )
             for lv in levels
         ]
         record.sha256 = digest.sha256
@@ -268,6 +320,7 @@ class Pipeline:
         dtype: np.dtype[Any],
         journal: TileJournal,
         budget: int,
+        downsample: Callable[[np.ndarray], np.ndarray],
     ) -> StreamingDigest:
         itemsize = dtype.itemsize
         shape = levels[0].shape
@@ -296,7 +349,7 @@ class Pipeline:
             writer.write(0, region, data)
             done = data.nbytes
             if inline:
-                half = downsample_mean2(data)
+                half = downsample(data)
                 writer.write(1, half_region(region, levels[1].shape), half)
                 done += half.nbytes
             journal.mark_done(0, idx)
@@ -319,10 +372,11 @@ class Pipeline:
                     self.progress.advance(label, region_nbytes(region, itemsize))
                     continue
 
-                def level_tile(lv: int = lv, idx: tuple[int, ...] = idx,
-                               region: Region = region) -> None:
+                def level_tile(
+                    lv: int = lv, idx: tuple[int, ...] = idx, region: Region = region
+                ) -> None:
                     below = writer.read(lv - 1, double_region(region, levels[lv - 1].shape))
-                    half = downsample_mean2(below)
+                    half = downsample(below)
                     writer.write(lv, region, half)
                     journal.mark_done(lv, idx)
                     self.progress.advance(label, half.nbytes)
@@ -331,6 +385,47 @@ class Pipeline:
             self._run_tasks(tasks)
         if not digest_done.is_set():  # pragma: no cover - _run_tasks waited for it
             raise ConversionError(f"{label}: digest did not finish")
+        return digest
+
+    def _copy_levels(
+        self,
+        label: str,
+        writer: OmeZarrWriter,
+        levels: list[Level],
+        reader: Any,
+        dtype: np.dtype[Any],
+        journal: TileJournal,
+        budget: int,
+    ) -> StreamingDigest:
+        """Copy the archive's own pyramid level by level; digest level 0 afterwards."""
+        itemsize = dtype.itemsize
+        block = writer.write_block
+        for lv, level in enumerate(levels):
+            tasks: list[Callable[[], None]] = []
+            tile = choose_tile(level.shape, block, itemsize, budget)
+            for idx, region in iter_tiles(level.shape, tile):
+                if journal.is_done(lv, idx):
+                    self.progress.advance(label, region_nbytes(region, itemsize))
+                    continue
+
+                def copy_tile(
+                    lv: int = lv, idx: tuple[int, ...] = idx, region: Region = region
+                ) -> None:
+                    data = reader.read_level(lv, region)
+                    writer.write(lv, region, data)
+                    journal.mark_done(lv, idx)
+                    self.progress.advance(label, data.nbytes)
+
+                tasks.append(copy_tile)
+            self._run_tasks(tasks)
+        digest = StreamingDigest(dtype)
+        from_store = getattr(reader, "digest_from_store", False)
+        shape = levels[0].shape
+        # Bands of whole chunk rows where the budget allows: each chunk is then decoded once.
+        band_budget = max(budget, block[0] * shape[1] * shape[2] * itemsize)
+        band_budget = min(band_budget, 4 * budget)
+        for band in plane_bands(shape, itemsize, band_budget):
+            digest.update(writer.read(0, band) if from_store else reader.read_level(0, band))
         return digest
 
     def _run_tasks(self, tasks: list[Callable[[], None]]) -> None:
@@ -359,9 +454,14 @@ def _write_error_record(
     """Mark the volume failed; a record is started here if describe itself failed."""
     if record is None:
         record = VolumeRecord(
-            status=status, source=ref.source, source_id=ref.source_id, name=ref.name,
+            status=status,
+            source=ref.source,
+            source_id=ref.source_id,
+            name=ref.name,
             local_paths=LocalPaths(volume=str(paths.store), metadata=str(paths.record)),
-            timestamp=utc_now(), voxel_size_nm=None, download_url=ref.locator,
+            timestamp=utc_now(),
+            voxel_size_nm=None,
+            download_url=ref.locator,
         )
     record.status = status
     record.timestamp = utc_now()

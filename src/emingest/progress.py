@@ -91,10 +91,12 @@ class RichProgress:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
-            Progress as _RichProgress,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
+        )
+        from rich.progress import (
+            Progress as _RichProgress,
         )
 
         self._progress = _RichProgress(

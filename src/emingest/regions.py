@@ -29,7 +29,9 @@ def choose_tile(
     return (tile[0], tile[1], tile[2])
 
 
-def iter_tiles(shape: Sequence[int], tile: Sequence[int]) -> Iterator[tuple[tuple[int, ...], Region]]:
+def iter_tiles(
+    shape: Sequence[int], tile: Sequence[int]
+) -> Iterator[tuple[tuple[int, ...], Region]]:
     """(index, region) of every tile covering ``shape``, in C order; edge tiles are clipped."""
     counts = [_ceil_div(n, t) for n, t in zip(shape, tile, strict=True)]
     for i in range(counts[0]):

@@ -129,8 +129,11 @@ class StreamingDigest:
         np.clip(centres, self._min, self._max, out=centres)
         counts = np.histogram(centres, bins=edges, weights=self._fine)[0].astype(np.int64)
         return VoxelStatistics(
-            min=self._min, max=self._max, mean=self._mean,
-            std=math.sqrt(self._m2 / self._n), count=self._n,
+            min=self._min,
+            max=self._max,
+            mean=self._mean,
+            std=math.sqrt(self._m2 / self._n),
+            count=self._n,
             histogram=Histogram(bin_edges=edges.tolist(), counts=counts.tolist()),
         )
 
@@ -150,8 +153,9 @@ class StreamingDigest:
         vmin, vmax = int(values[present[0]]), int(values[present[-1]])
         # Exact integer sums (Python ints cannot overflow), then one float division each.
         total = int((counts * values).sum())
-        total_sq = sum(int(c) * int(v) * int(v) for c, v in zip(counts[present], values[present],
-                                                                  strict=True))
+        total_sq = sum(
+            int(c) * int(v) * int(v) for c, v in zip(counts[present], values[present], strict=True)
+        )
         mean = total / n
         var = max(0.0, (total_sq - total * total / n) / n)
         # 256 equal bins over [min, max + 1): each integer value lands in exactly one bin.
@@ -160,6 +164,10 @@ class StreamingDigest:
         hist = np.bincount(bin_of_value, weights=counts[present], minlength=HIST_BINS)
         edges = vmin + np.arange(HIST_BINS + 1) * (span / HIST_BINS)
         return VoxelStatistics(
-            min=vmin, max=vmax, mean=mean, std=math.sqrt(var), count=n,
+            min=vmin,
+            max=vmax,
+            mean=mean,
+            std=math.sqrt(var),
+            count=n,
             histogram=Histogram(bin_edges=edges.tolist(), counts=hist.astype(np.int64).tolist()),
         )

@@ -37,7 +37,10 @@ class MrcVolume(FileVolume):
             voxel = (z / 10.0, float(vs.y) / 10.0, float(vs.x) / 10.0)
         h = self._mrc.header
         header = {
-            "nx": int(h.nx), "ny": int(h.ny), "nz": int(h.nz), "mode": int(h.mode),
+            "nx": int(h.nx),
+            "ny": int(h.ny),
+            "nz": int(h.nz),
+            "mode": int(h.mode),
             "voxel_size_angstrom": [float(vs.x), float(vs.y), float(vs.z)],
             "origin_angstrom": [float(h.origin.x), float(h.origin.y), float(h.origin.z)],
             "exttyp": h.exttyp.tobytes().decode("ascii", "replace").strip("\x00 "),
@@ -47,10 +50,13 @@ class MrcVolume(FileVolume):
             ],
         }
         super().__init__(
-            path=Path(path), shape=tuple(int(n) for n in data.shape),  # type: ignore[arg-type]
-            dtype=data.dtype.newbyteorder("="), voxel_size_nm=voxel,
+            path=Path(path),
+            shape=tuple(int(n) for n in data.shape),  # type: ignore[arg-type]
+            dtype=data.dtype.newbyteorder("="),
+            voxel_size_nm=voxel,
             voxel_size_origin="MRC header voxel_size (Å)" if voxel else "",
-            format="mrc", header=header,
+            format="mrc",
+            header=header,
         )
         self._data = data
 

@@ -37,7 +37,7 @@ def read_plane(path: Path) -> np.ndarray:
             import imagecodecs
 
             a = imagecodecs.imread(str(path))
-    except Exception as err:  # noqa: BLE001 - every codec raises its own type
+    except Exception as err:
         raise ConversionError(f"{path}: cannot decode image: {err}") from err
     a = np.squeeze(a)
     if a.ndim != 2:
@@ -64,9 +64,13 @@ class ImageStackVolume(FileVolume):
                 origin = f"first slice's TIFF header ({tv.voxel_size_origin})"
             tv.close()
         super().__init__(
-            path=Path(spec), shape=(len(files), *first.shape),  # type: ignore[arg-type]
-            dtype=first.dtype.newbyteorder("="), voxel_size_nm=voxel, voxel_size_origin=origin,
-            format="image-stack", header=header,
+            path=Path(spec),
+            shape=(len(files), *first.shape),  # type: ignore[arg-type]
+            dtype=first.dtype.newbyteorder("="),
+            voxel_size_nm=voxel,
+            voxel_size_origin=origin,
+            format="image-stack",
+            header=header,
         )
         self.members = files
 

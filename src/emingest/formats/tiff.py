@@ -103,8 +103,13 @@ class TiffVolume(FileVolume):
         header["byteorder"] = self._tif.byteorder
         header["bigtiff"] = self._tif.is_bigtiff
         super().__init__(
-            path=Path(path), shape=shape, dtype=dtype.newbyteorder("="), voxel_size_nm=voxel,
-            voxel_size_origin=origin if voxel else "", format="tiff", header=header,
+            path=Path(path),
+            shape=shape,
+            dtype=dtype.newbyteorder("="),
+            voxel_size_nm=voxel,
+            voxel_size_origin=origin if voxel else "",
+            format="tiff",
+            header=header,
         )
         self._series = series
         self._lock = threading.Lock()
@@ -115,8 +120,7 @@ class TiffVolume(FileVolume):
             needed = offset + series.nbytes
             if needed > file_size:
                 raise ConversionError(
-                    f"{path}: truncated TIFF: pixel data needs {needed} bytes, file has "
-                    f"{file_size}"
+                    f"{path}: truncated TIFF: pixel data needs {needed} bytes, file has {file_size}"
                 )
             order = ">" if self._tif.byteorder == ">" else "<"
             self._mm = np.memmap(
@@ -144,7 +148,7 @@ class TiffVolume(FileVolume):
             try:
                 with self._lock:  # tifffile's file handle is shared by the pages
                     page = self._pages[z].asarray()
-            except Exception as err:  # noqa: BLE001 - codec errors have no common base
+            except Exception as err:
                 raise ConversionError(f"{self.path}: page {z} cannot be decoded: {err}") from err
             out[i] = page.reshape(self.shape[1:])[ys, xs]
         return out

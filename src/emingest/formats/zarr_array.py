@@ -45,7 +45,7 @@ class ZarrVolume(FileVolume):
     def __init__(self, path: Path) -> None:
         try:
             node = zarr.open(store=str(path), mode="r")
-        except Exception as err:  # noqa: BLE001 - zarr raises several unrelated types
+        except Exception as err:
             raise UnsupportedFormatError(f"{path}: not a readable Zarr store ({err})") from err
         voxel = None
         header: dict[str, Any] = {}
@@ -60,9 +60,13 @@ class ZarrVolume(FileVolume):
         else:
             raise UnsupportedFormatError(f"{path}: array has {arr.ndim} dimensions, need 2 or 3")
         super().__init__(
-            path=Path(path), shape=shape, dtype=np.dtype(arr.dtype).newbyteorder("="),  # type: ignore[arg-type]
-            voxel_size_nm=voxel, voxel_size_origin="OME-NGFF scale" if voxel else "",
-            format="zarr", header={"multiscales": header} if header else {},
+            path=Path(path),
+            shape=shape,
+            dtype=np.dtype(arr.dtype).newbyteorder("="),  # type: ignore[arg-type]
+            voxel_size_nm=voxel,
+            voxel_size_origin="OME-NGFF scale" if voxel else "",
+            format="zarr",
+            header={"multiscales": header} if header else {},
         )
         self._arr = arr
 

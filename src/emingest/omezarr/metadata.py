@@ -65,9 +65,20 @@ def plan_levels(
         k += 1
 
 
-def multiscales_attrs(name: str, levels: Sequence[Level]) -> dict[str, Any]:
-    """The ``ome`` attribute of the image group (NGFF 0.5 on Zarr v3)."""
-    return {
+def multiscales_attrs(
+    name: str, levels: Sequence[Level], *, method: str = "mean", label: bool = False
+) -> dict[str, Any]:
+    """The ``ome`` attribute of an image group (NGFF 0.5 on Zarr v3).
+
+    ``method`` names how levels were made: "mean" (ours), "nearest" (labels) or "copied" (the
+    archive's own pyramid). ``label`` makes it a labels image of the image two folders up.
+    """
+    descriptions = {
+        "mean": "2x2x2 mean, integers rounded half up; odd edges averaged over the voxels present",
+        "nearest": "2x2x2 subsampling (first voxel), so label values are never mixed",
+        "copied": "levels copied unchanged from the source archive's own pyramid",
+    }
+    attrs = {
         "version": NGFF_VERSION,
         "multiscales": [
             {
@@ -83,12 +94,11 @@ def multiscales_attrs(name: str, levels: Sequence[Level]) -> dict[str, Any]:
                     }
                     for lv in levels
                 ],
-                "type": "mean",
-                "metadata": {
-                    "method": "emingest.omezarr.pyramid.downsample_mean2",
-                    "description": "2x2x2 mean, integers rounded half up; odd edges averaged "
-                    "over the voxels present",
-                },
+                "type": method,
+                "metadata": {"method": "emingest", "description": descriptions[method]},
             }
         ],
     }
+    if label:
+        attrs["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
+    return attrs

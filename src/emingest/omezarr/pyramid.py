@@ -57,3 +57,8 @@ def downsample_mean2(block: np.ndarray) -> np.ndarray:
             out = u >> 3  # floor division by 8 (arithmetic shift for signed), but cheaper
         return out.astype(block.dtype, copy=False)
     return (u / 8).astype(block.dtype, copy=False)
+
+
+def downsample_nearest2(block: np.ndarray) -> np.ndarray:
+    """Every second voxel per axis (output ``ceil(n / 2)``): the pyramid of a labels image."""
+    return np.ascontiguousarray(block[0::2, 0::2, 0::2])

@@ -7,6 +7,7 @@ plain ``zarr.json`` written atomically by us; zarr-python and ome-zarr-models re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -74,6 +75,8 @@ class OmeZarrWriter:
         shard_shape: Sequence[int] | None = None,
         zstd_level: int = 3,
         io_concurrency: int = 8,
+        method: str = "mean",
+        label: bool = False,
     ) -> None:
         self.path = Path(path)
         self.name = name
@@ -82,6 +85,8 @@ class OmeZarrWriter:
         self.chunk_shape = tuple(int(c) for c in chunk_shape)
         self.shard_shape = tuple(int(s) for s in shard_shape) if shard_shape else None
         self.zstd_level = zstd_level
+        self.method = method
+        self.label = label
         self._context = ts.Context(
             {
                 "data_copy_concurrency": {"limit": max(1, os.cpu_count() or 1)},
@@ -123,9 +128,15 @@ class OmeZarrWriter:
             group_meta = {
                 "zarr_format": 3,
                 "node_type": "group",
-                "attributes": {"ome": multiscales_attrs(self.name, self.levels)},
+                "attributes": {
+                    "ome": multiscales_attrs(
+                        self.name, self.levels, method=self.method, label=self.label
+                    )
+                },
             }
             atomic_write_text(self.path / "zarr.json", json.dumps(group_meta, indent=2))
+            if self.label:
+                register_label(self.path.parent, self.path.name)
             for i, level in enumerate(self.levels):
                 self._arrays[i] = ts.open(
                     self._array_spec(level), create=True, open=True, context=self._context
@@ -157,18 +168,48 @@ def _fmt(region: Sequence[slice]) -> str:
     return ",".join(f"{s.start}:{s.stop}" for s in region)
 
 
-def store_size_bytes(path: Path) -> int:
-    """Bytes on disk of every file under ``path`` (what ``du --apparent-size`` counts)."""
+def store_size_bytes(path: Path, *, exclude: tuple[str, ...] = ("labels",)) -> int:
+    """Bytes of every file under ``path`` (what ``du --apparent-size`` counts), without the
+    attached labels images (``exclude``), which are volumes of their own."""
     total = 0
-    for root, _dirs, files in os.walk(path):
+    for root, dirs, files in os.walk(path):
+        if root == str(path):
+            dirs[:] = [d for d in dirs if d not in exclude]
         for f in files:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 total += os.stat(os.path.join(root, f)).st_size
-            except FileNotFoundError:
-                pass
     return total
 
 
-def remove_store(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+def register_label(labels_group: Path, name: str) -> None:
+    """Add ``name`` to the ``labels`` group's list (NGFF 0.5), creating the group if needed."""
+    meta_path = labels_group / "zarr.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        meta = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+    ome = meta.setdefault("attributes", {}).setdefault("ome", {"version": "0.5", "labels": []})
+    if name not in ome.setdefault("labels", []):
+        ome["labels"].append(name)
+    ome.setdefault("version", "0.5")
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    # The parent image must exist as a group for the hierarchy to open before it is written.
+    parent = labels_group.parent / "zarr.json"
+    if not parent.exists():
+        atomic_write_text(
+            parent, json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}})
+        )
+
+
+def remove_store(path: Path, *, keep: tuple[str, ...] = ("labels",)) -> None:
+    """Delete an image's arrays and metadata; labels attached to it (``keep``) survive, as
+    they are separate volumes with their own records."""
+    if not path.exists():
+        return
+    for child in path.iterdir():
+        if child.name in keep:
+            continue
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()

@@ -52,6 +52,12 @@ class VolumeInfo:
     additional_metadata: dict[str, Any] = field(default_factory=dict)
     raw_paths: list[Path] = field(default_factory=list)
     """Downloaded originals, for ``local_paths.raw`` when kept."""
+    files: list[dict[str, Any]] = field(default_factory=list)
+    """Files the volume was made from: ``{name, url, size_bytes, sha256}`` each."""
+    levels: list[Any] | None = None
+    """The archive's own pyramid (``omezarr.metadata.Level`` each, level 0 first) when it has
+    one: the pipeline then copies these levels with ``reader.read_level`` instead of
+    recomputing them."""
 
     @property
     def nbytes(self) -> int:
@@ -70,6 +76,18 @@ class VolumeReader(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class PyramidReader(VolumeReader, Protocol):
+    """A reader of a source that has its own pyramid (``VolumeInfo.levels``).
+
+    ``digest_from_store = True`` tells the pipeline that reading again is expensive (a remote
+    archive): the digest is then computed from the level 0 just written, not from the source.
+    """
+
+    digest_from_store: bool
+
+    def read_level(self, level: int, region: Region) -> np.ndarray: ...
 
 
 class Source(Protocol):

@@ -43,8 +43,9 @@ class LocalSource:
             stem = stem.replace("*", "").replace("?", "") or "stack"
             digest = hashlib.sha1(absolute.encode()).hexdigest()[:8]
             refs.append(
-                VolumeRef(source=self.name, source_id=f"{stem}-{digest}", name=stem,
-                          locator=absolute)
+                VolumeRef(
+                    source=self.name, source_id=f"{stem}-{digest}", name=stem, locator=absolute
+                )
             )
         return refs
 
@@ -55,13 +56,20 @@ class LocalSource:
         vol = self._open(ref)
         try:
             return VolumeInfo(
-                ref=ref, shape=vol.shape, dtype=vol.dtype, voxel_size_nm=vol.voxel_size_nm,
+                ref=ref,
+                shape=vol.shape,
+                dtype=vol.dtype,
+                voxel_size_nm=vol.voxel_size_nm,
                 description=f"local {vol.format} {Path(ref.locator).name}",
-                download_url=Path(ref.locator).as_uri() if Path(ref.locator).is_absolute()
+                download_url=Path(ref.locator).as_uri()
+                if Path(ref.locator).is_absolute()
                 else ref.locator,
                 voxel_size_origin=vol.voxel_size_origin,
-                additional_metadata={"format": vol.format, "path": ref.locator,
-                                     "header": vol.header},
+                additional_metadata={
+                    "format": vol.format,
+                    "path": ref.locator,
+                    "header": vol.header,
+                },
             )
         finally:
             vol.close()

@@ -59,8 +59,7 @@ _JITTER = 0.7
 # Grey levels of the clean image, in uint8 units (mapped to 16-bit below).
 _CYTO = 168.0
 _MEMBRANE_DEPTH = 0.62  # a membrane core is this much darker than the cytoplasm around it
-_MEM_CORE = 0.9  # |distance to bisector| below this: full membrane darkness
-_MEM_EDGE = 2.1  # ... fading to nothing here
+_MEM_EDGE = 2.1  # membrane darkness fades linearly to nothing at this distance (voxels)
 _MEM_CLASS = 1.5  # class map: membrane where |distance| < this (where darkness > ~1/2)
 _BRIGHT_SPREAD = 0.10  # per-cell brightness: 1 +- this
 _ORG_EDGE = 3.0  # organelle edge sharpness (1/q units)
@@ -156,6 +155,9 @@ def _seed_pos(seed: int, kz: Any, ky: Any, kx: Any) -> list[np.ndarray]:
 
 
 _OFFSETS = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+_ALPHA = 1.0 / _MEM_EDGE
+"""Membrane factor on brightness: clip(|s~|, 1 - depth, 1), s~ = alpha * distance to the wall."""
+_SIGN = np.int32(-(1 << 31))
 
 
 def _bisector_distance(
@@ -266,9 +268,8 @@ class _Blocks:
         b = tuple(cells.pos[i][fb] - o3[i] for i in range(3))
         ab = [a[i] - b[i] for i in range(3)]
         norm = np.maximum(np.sqrt(ab[0] ** 2 + ab[1] ** 2 + ab[2] ** 2), 1e-9)
-        alpha = _MEMBRANE_DEPTH / (_MEM_EDGE - _MEM_CORE)
-        self.s0 = (alpha * _bisector_distance((0.0, 0.0, 0.0), a, b)).astype(f32)
-        self.uz, self.uy, self.ux = ((alpha * ab[i] / norm).astype(f32) for i in range(3))
+        self.s0 = (_ALPHA * _bisector_distance((0.0, 0.0, 0.0), a, b)).astype(f32)
+        self.uz, self.uy, self.ux = ((_ALPHA * ab[i] / norm).astype(f32) for i in range(3))
         self.bmid = ((cells.bright[fa] + cells.bright[fb]) * 0.5).astype(f32)
         self.bhalf = ((cells.bright[fa] - cells.bright[fb]) * 0.5).astype(f32)
         # The organelle of the block's own cell.
@@ -279,9 +280,7 @@ class _Blocks:
         self.qlo = cells.org_lo[fa].astype(f32)
 
 
-_ALPHA = _MEMBRANE_DEPTH / (_MEM_EDGE - _MEM_CORE)
-_MEM_BETA = 1.0 - _MEMBRANE_DEPTH - _ALPHA * _MEM_CORE
-"""Membrane factor on brightness: clip(|s~| + beta, 1 - depth, 1), s~ = alpha * distance."""
+
 
 
 # -- the volume ------------------------------------------------------------------------------
@@ -430,13 +429,17 @@ class SyntheticEM:
         s_y = [uy * f32(i) for i in range(_B)]
         q_y = [gy * np.square(f32(i) - oy) for i in range(_B)]
         if image:
-            bmid, bhalf, qlo = xrep(g.bmid), xrep(g.bhalf), xrep(g.qlo)
+            bhalf, qlo = xrep(g.bhalf).view(np.int32), xrep(g.qlo)
             drift_zy, drift_yx = self._illumination(bz, by, bx)
+            bmid = xrep(g.bmid)
+            bmid_y = [bmid + drift_yx[:, iy, :] for iy in range(_B)]
             (wa, wb), (off_a, off_b) = self._noise_rows(bz, by, bx)
             lo, hi, scale, offset = _quantisation(self.dtype)
+            lo_m = f32(1.0 - _MEMBRANE_DEPTH)
         s = np.empty_like(s_x)
         q = np.empty_like(s_x)
         v = np.empty_like(s_x)
+        vi = v.view(np.int32)
         for iz in range(_B):
             s_z = s_x + uz * f32(iz)
             q_z = q_x + gz * np.square(f32(iz) - oz)
@@ -449,20 +452,19 @@ class SyntheticEM:
                     cls5[:, iz, :, iy, :] = c  # type: ignore[index]
                 if not image:
                     continue
-                # cell brightness (switching across the membrane), then illumination
-                np.copysign(bhalf, s, out=v)
-                v += bmid
+                # cell brightness, bmid +- bhalf on either side of the wall (sign of s), then
+                # the illumination drift
+                np.bitwise_and(s.view(np.int32), _SIGN, out=vi)
+                np.bitwise_xor(vi, bhalf, out=vi)
+                v += bmid_y[iy]
                 v *= drift_zy[:, iz, :, iy, None]
-                v += drift_yx[:, iy, :]
-                # membrane: clip(|s~| + beta, 1 - depth, 1)
+                # membrane and organelle darken: factor min(clip(|s~|, 1 - depth), q~, 1)
                 np.abs(s, out=s)
-                s += f32(_MEM_BETA)
-                np.clip(s, 1.0 - _MEMBRANE_DEPTH, 1.0, out=s)
-                v *= s
-                # organelle: clip(q~, 1 - dark, 1)
+                np.maximum(s, lo_m, out=s)
                 np.maximum(q, qlo, out=q)
-                np.minimum(q, 1.0, out=q)
-                v *= q
+                np.minimum(s, q, out=s)
+                np.minimum(s, f32(1.0), out=s)
+                v *= s
                 # signal-dependent noise: v * (1 + slope * n1) + floor * n2 (+ 0.5 to round)
                 v *= wa[off_a[:, iz, :, iy]]
                 v += wb[off_b[:, iz, :, iy]]
