@@ -35,11 +35,11 @@ def make_tiff(path: Path, size_gib: float) -> tuple[int, int, int]:
     from emingest.testing.synthetic import SyntheticEM, write_tiff_stack
 
     y = x = 2048
-    z = max(1, int(round(size_gib * (1 << 30) / (y * x))))
+    z = max(1, round(size_gib * (1 << 30) / (y * x)))
     shape = (z, y, x)
-    if path.exists() and path.with_suffix(".shape").exists():
-        if json.loads(path.with_suffix(".shape").read_text()) == list(shape):
-            return shape
+    marker = path.with_suffix(".shape")
+    if path.exists() and marker.exists() and json.loads(marker.read_text()) == list(shape):
+        return shape
     t0 = time.perf_counter()
     write_tiff_stack(path, SyntheticEM(shape, "uint8", seed=7))
     path.with_suffix(".shape").write_text(json.dumps(list(shape)))
@@ -144,6 +144,10 @@ def main() -> None:
     rows = {}
     for approach in args.approaches.split(","):
         runs = [measure(approach, tiff, args.workdir) for _ in range(args.runs)]
+        failed = [r for r in runs if "error" in r]
+        if failed:
+            print(f"{approach:<12} FAILED: {failed[0]['error']}", flush=True)
+            continue
         secs = statistics.median(r["seconds"] for r in runs)
         rss = max(r["rss_mib"] for r in runs)
         rows[approach] = (nbytes / secs / 1e6, secs, rss)

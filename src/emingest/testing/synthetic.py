@@ -79,7 +79,7 @@ _UINT16_SCALE, _UINT16_OFFSET = 24.0, 1000.0  # about 1000..7100
 
 _TILE_ELEMS = 1 << 16
 """Voxels per phase array of a tile (16 phases make a tile); keeps temporaries cache-sized."""
-_SLAB_SUPERBLOCKS = 1 << 15
+_SLAB_SUPERBLOCKS = 1 << 13
 """Superblocks (8^3 voxels) whose geometry is found in one go (bounds memory, amortises calls)."""
 
 _SUPPORTED = (np.dtype("uint8"), np.dtype("int16"), np.dtype("uint16"))

@@ -1,0 +1,1090 @@
+"""EMPIAR: entries from the EBI API, files from ``world_availability`` over HTTPS or FTP.
+
+``emingest ingest empiar 11759`` turns each imageset's directory into volumes: a run of
+numbered 2-D slices of one acquisition (DM3/DM4/TIFF) becomes one z-stack, every 3-D file (MRC
+volumes, tilt series) its own volume. Units are converted here, once: the API's
+``pixel_width``/``pixel_height`` are Ångström, DM calibrations µm, MRC headers Å; the SBF-SEM
+slice thickness (z) lives only in the DM vendor tags (or the ``z_spacing_nm`` setting).
+
+Listings come from the autoindex page (HTTPS) or the FTP listing, whichever ``files_url``
+names, the other (``fallback_files_url``) when the first fails. EBI's load-balanced autoindex
+sometimes forgets names, so the imageset's ``num_images_or_tilt_series`` is authoritative: a
+shortfall is looked up in the other listing, then filled by probing the missing numbers of the
+file-name series; what still lacks is recorded, never ignored (archives.md §2.4).
+
+A stack's reader starts the slice downloads (in z order, ``max_connections`` at a time) when it
+is opened and serves each z-range as soon as its slices are on disk, reading row bands straight
+from the files: memory follows the tile asked for, not the entry.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ftplib
+import hashlib
+import logging
+import os
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+import numpy as np
+from natsort import natsorted
+
+from emingest.config import Settings
+from emingest.errors import (
+    ConversionError,
+    EntryNotFoundError,
+    RemoteFormatError,
+    SourceError,
+    TransientSourceError,
+    UnsupportedFormatError,
+)
+from emingest.formats.base import FileVolume, check_region
+from emingest.formats.dm3 import DM_SUFFIXES, DmImage, DmVolume, read_dm_header
+from emingest.formats.mrc import MRC_SUFFIXES, MrcVolume
+from emingest.formats.tiff import TiffVolume
+from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
+
+log = logging.getLogger(__name__)
+
+TIFF_SLICE_SUFFIXES = (".tif", ".tiff")
+SLICE_SUFFIXES = DM_SUFFIXES + TIFF_SLICE_SUFFIXES
+SUPPORTED_SUFFIXES = SLICE_SUFFIXES + MRC_SUFFIXES
+_ACCESSION = re.compile(r"(?:EMPIAR-)?(\d{1,9})", re.IGNORECASE)
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+class EmpiarSettings(SourceSettings):
+    """The ``[sources.empiar]`` section."""
+
+    api_url: str = "https://www.ebi.ac.uk/empiar/api"
+    files_url: str = "https://ftp.ebi.ac.uk/empiar/world_availability"
+    """Root of ``world_availability``: ``https://`` (autoindex) or ``ftp://`` (FTP listing)."""
+    fallback_files_url: str | None = "ftp://ftp.ebi.ac.uk/empiar/world_availability"
+    """The same tree over the other protocol, for listings when ``files_url`` fails."""
+    cache_dir: Path | None = None
+    """Downloads go to ``cache_dir/EMPIAR-n/<path>``; None: ``<data_root>/empiar/EMPIAR-n/raw``."""
+    z_spacing_nm: float | None = None
+    """Slice spacing of 2-D slice stacks whose files carry none (SBF-SEM tags win)."""
+    stack_slices: bool = True
+    """Stack numbered 2-D slices into one volume; False: one volume per file."""
+    max_connections: int = 8
+    """Parallel connections per host (EBI throttles above ~8)."""
+    timeout_s: float = 30.0
+    """Connect timeout and the limit of a listing or API call."""
+    stall_timeout_s: float = 12.0
+    """A download that receives nothing for this long is abandoned and resumed."""
+    retries: int = 6
+    listing_depth: int = 4
+    """How deep below an imageset's directory listings descend."""
+    calibration_tolerance: float = 0.02
+    """Relative difference above which file and API pixel sizes are said to disagree."""
+
+
+@dataclass
+class _Imageset:
+    index: int
+    record: dict[str, Any]
+    directory: str
+    files: list[RemoteFile]
+    listing: dict[str, Any]
+
+
+@dataclass
+class _Plan:
+    accession: str  # "11759"
+    entry: dict[str, Any]
+    imagesets: list[_Imageset] = field(default_factory=list)
+
+
+def parse_accession(ident: str) -> str:
+    """``"11759"``, ``"EMPIAR-11759"`` -> ``"11759"``; anything else is not an EMPIAR id."""
+    m = _ACCESSION.fullmatch(str(ident).strip())
+    if m is None:
+        raise EntryNotFoundError(f"{ident!r} is not an EMPIAR id (expected 11759 or EMPIAR-11759)")
+    return str(int(m.group(1)))
+
+
+def series_key(name: str) -> tuple[str, str, str] | None:
+    """(prefix, suffix, number) of a numbered file name: ``slice_0007.dm3`` ->
+    ``("slice_", ".dm3", "0007")``; None when the name has no number."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    m = _LAST_NUMBER.search(stem)
+    if m is None:
+        return None
+    return stem[: m.start()], stem[m.end() :] + (f".{ext}" if ext else ""), m.group(1)
+
+
+class EmpiarSource:
+    """EMPIAR entries (``11759`` or ``EMPIAR-11759``) as volumes; see the module docstring."""
+
+    name: ClassVar[str] = "empiar"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.options: EmpiarSettings = source_settings(settings, self.name, EmpiarSettings)  # type: ignore[assignment]
+        self.net = EmpiarNet(
+            timeout_s=self.options.timeout_s,
+            stall_timeout_s=self.options.stall_timeout_s,
+            retries=self.options.retries,
+            max_connections=self.options.max_connections,
+        )
+        self._plans: dict[str, _Plan] = {}
+        self._infos: dict[VolumeRef, VolumeInfo] = {}
+        self._lock = threading.Lock()
+
+    # -- discover ------------------------------------------------------------------------------
+
+    def discover(
+        self,
+        spec: Sequence[str],
+        *,
+        files: str | Sequence[str] | None = None,
+        max_files: int | None = None,
+        **_: Any,
+    ) -> list[VolumeRef]:
+        """Volumes of each entry: one per slice series, one per 3-D file.
+
+        ``files``: glob(s) matched against the path in the entry (``data/*_00[0-3].dm3``) or
+        the file name; ``max_files``: keep only the first N selected files of each entry, in
+        listing order (a trial run stacks the first N slices).
+        """
+        patterns = [files] if isinstance(files, str) else list(files or [])
+        refs: list[VolumeRef] = []
+        for ident in spec:
+            plan = self._plan(parse_accession(ident))
+            taken: set[str] = set()
+            count = 0
+            for iset in plan.imagesets:
+                chosen = []
+                for f in iset.files:
+                    if f.rel in taken:
+                        continue
+                    if patterns and not any(
+                        fnmatch.fnmatchcase(f.rel, p) or fnmatch.fnmatchcase(f.name, p)
+                        for p in patterns
+                    ):
+                        continue
+                    if max_files is not None and count >= max_files:
+                        break
+                    chosen.append(f)
+                    taken.add(f.rel)
+                    count += 1
+                refs.extend(self._refs_for(plan, iset, chosen))
+            if not refs:
+                log.warning("EMPIAR-%s: no supported files selected", plan.accession)
+        names: dict[tuple[str, str], int] = {}
+        for r in refs:
+            names[(r.source_id, r.name)] = names.get((r.source_id, r.name), 0) + 1
+        return [
+            r
+            if names[(r.source_id, r.name)] == 1
+            else VolumeRef(
+                r.source,
+                r.source_id,
+                f"{r.get('members')[0].rsplit('/', 1)[0].replace('/', '_')}_{r.name}",
+                r.locator,
+                r.extra,
+            )
+            for r in refs
+        ]
+
+    def _refs_for(self, plan: _Plan, iset: _Imageset, chosen: list[RemoteFile]) -> list[VolumeRef]:
+        source_id = f"EMPIAR-{plan.accession}"
+        groups: dict[tuple[str, ...], list[RemoteFile]] = {}
+        singles: list[RemoteFile] = []
+        for f in chosen:
+            key = series_key(f.name)
+            if self.options.stack_slices and f.suffix in SLICE_SUFFIXES and key is not None:
+                groups.setdefault((f.parent, key[0], key[1]), []).append(f)
+            else:
+                singles.append(f)
+        refs = []
+        for (parent, prefix, _suffix), members in groups.items():
+            if len(members) < 2:
+                singles.extend(members)
+                continue
+            name = prefix.rstrip("_-. ") or PurePosixPath(parent).name or "stack"
+            refs.append(
+                VolumeRef(
+                    source=self.name,
+                    source_id=source_id,
+                    name=name,
+                    locator=self.net.url(self.options.files_url, plan.accession, parent) + "/",
+                    extra=(
+                        ("kind", "stack"),
+                        ("imageset", iset.index),
+                        ("members", tuple(m.rel for m in members)),
+                    ),
+                )
+            )
+        for f in singles:
+            refs.append(
+                VolumeRef(
+                    source=self.name,
+                    source_id=source_id,
+                    name=PurePosixPath(f.name).stem,
+                    locator=self.net.url(self.options.files_url, plan.accession, f.rel),
+                    extra=(("kind", "file"), ("imageset", iset.index), ("members", (f.rel,))),
+                )
+            )
+        order = {f.rel: i for i, f in enumerate(chosen)}
+        return sorted(refs, key=lambda r: order[r.get("members")[0]])
+
+    # -- the entry, its listings and their check against the API's counts ---------------------
+
+    def _plan(self, accession: str) -> _Plan:
+        with self._lock:
+            if accession in self._plans:
+                return self._plans[accession]
+        url = f"{self.options.api_url.rstrip('/')}/entry/{accession}/"
+        body = self.net.get_json(url, what=f"EMPIAR-{accession}")
+        if not isinstance(body, dict) or not body:
+            raise RemoteFormatError(f"{url}: expected {{'EMPIAR-{accession}': {{...}}}}")
+        entry = body.get(f"EMPIAR-{accession}") or next(iter(body.values()))
+        if not isinstance(entry, dict) or not isinstance(entry.get("imagesets", []), list):
+            raise RemoteFormatError(f"{url}: the entry is not an object with 'imagesets'")
+        plan = _Plan(accession, entry)
+        for i, record in enumerate(entry.get("imagesets") or []):
+            plan.imagesets.append(self._imageset(accession, i, record))
+        with self._lock:
+            return self._plans.setdefault(accession, plan)
+
+    def _roots(self) -> list[str]:
+        roots = [self.options.files_url]
+        if self.options.fallback_files_url and self.options.fallback_files_url != roots[0]:
+            roots.append(self.options.fallback_files_url)
+        return roots
+
+    def _imageset(self, accession: str, index: int, record: dict[str, Any]) -> _Imageset:
+        directory = str(record.get("directory") or "").strip("/")
+        depth = self.options.listing_depth
+        listing: dict[str, Any] = {"directory": directory}
+        listed: list[RemoteFile] | None = None
+        errors: list[str] = []
+        roots = self._roots()
+        for root in roots:
+            try:
+                listed = self.net.list_tree(root, accession, directory, depth)
+                listing["method"] = self.net.listing_method(root)
+                listing["url"] = self.net.url(root, accession, directory) + "/"
+                break
+            except SourceError as err:
+                errors.append(f"{root}: {err}")
+                log.warning("EMPIAR-%s: listing %s failed: %s", accession, directory, err)
+        if listed is None:
+            raise SourceError(
+                f"EMPIAR-{accession}: cannot list imageset directory {directory!r}: "
+                + "; ".join(errors)
+            )
+        if errors:
+            listing["listing_errors"] = errors
+        files = self._select(listed, record)
+        expected = _as_int(record.get("num_images_or_tilt_series"))
+        listing["listed"] = len(files)
+        listing["expected"] = expected
+        recovered: list[str] = []
+        if expected is not None and len(files) < expected:
+            log.warning(
+                "EMPIAR-%s: %s lists %d of the %d files the API counts; looking for the rest",
+                accession,
+                listing["url"],
+                len(files),
+                expected,
+            )
+            files, recovered = self._recover(accession, record, files, listed, expected)
+        listing["recovered"] = recovered
+        if expected is not None:
+            listing["missing_count"] = max(0, expected - len(files))
+            listing["surplus_count"] = max(0, len(files) - expected)
+        listing["gaps"] = _series_gaps(files)
+        if listing.get("missing_count") or listing["gaps"]:
+            log.warning(
+                "EMPIAR-%s: imageset %r still lacks %s file(s); missing numbers %s",
+                accession,
+                record.get("name"),
+                listing.get("missing_count"),
+                listing["gaps"],
+            )
+        listing["ignored"] = sorted(f.rel for f in listed if f.suffix not in SUPPORTED_SUFFIXES)
+        return _Imageset(index, record, directory, files, listing)
+
+    def _select(self, listed: list[RemoteFile], record: dict[str, Any]) -> list[RemoteFile]:
+        """The imageset's image files, by ``micrographs_file_pattern`` where it matches."""
+        files = [f for f in listed if f.suffix in SUPPORTED_SUFFIXES]
+        pattern = str(record.get("micrographs_file_pattern") or "").strip().lstrip("/")
+        if pattern:
+            matched = [
+                f
+                for f in files
+                if fnmatch.fnmatchcase(f.rel, pattern) or fnmatch.fnmatchcase(f.name, pattern)
+            ]
+            if matched:
+                files = matched
+        return natsorted(files, key=lambda f: f.rel)
+
+    def _recover(
+        self,
+        accession: str,
+        record: dict[str, Any],
+        files: list[RemoteFile],
+        listed: list[RemoteFile],
+        expected: int,
+    ) -> tuple[list[RemoteFile], list[str]]:
+        have = {f.rel: f for f in files}
+        recovered: list[str] = []
+        # 1. the other listing (HTTPS autoindex <-> FTP) may have what this one forgot
+        for root in self._roots()[1:]:
+            try:
+                other = self.net.list_tree(
+                    root, accession, str(record.get("directory") or "").strip("/"), 1
+                )
+            except SourceError:
+                continue
+            for f in self._select(other, record):
+                if f.rel not in have and len(have) < expected:
+                    have[f.rel] = f
+                    recovered.append(f.rel)
+        # 2. the missing numbers of each numbered series, asked for one by one
+        for candidate in _candidates(list(have.values()), expected - len(have)):
+            if len(have) >= expected:
+                break
+            size = self.net.exists(self.options.files_url, accession, candidate)
+            if size is not None and candidate not in have:
+                have[candidate] = RemoteFile(candidate, size)
+                recovered.append(candidate)
+                log.info("EMPIAR-%s: %s exists though unlisted; fetching it", accession, candidate)
+        return natsorted(have.values(), key=lambda f: f.rel), recovered
+
+    # -- describe ------------------------------------------------------------------------------
+
+    def _cache_root(self, accession: str) -> Path:
+        if self.options.cache_dir is not None:
+            return Path(self.options.cache_dir) / f"EMPIAR-{accession}"
+        return Path(self.settings.storage.data_root) / "empiar" / f"EMPIAR-{accession}" / "raw"
+
+    def _member(self, accession: str, rel: str) -> _Member:
+        url = self.net.url(self.options.files_url, accession, rel)
+        return _Member(rel, url, self.net.local_path(self._cache_root(accession), rel))
+
+    def describe(self, ref: VolumeRef) -> VolumeInfo:
+        accession = parse_accession(ref.source_id)
+        plan = self._plan(accession)
+        iset = plan.imagesets[int(ref.get("imageset"))]
+        members = [self._member(accession, rel) for rel in ref.get("members")]
+        api_pixel = _api_pixel_nm(iset.record)
+        meta: dict[str, Any] = {
+            "accession": f"EMPIAR-{accession}",
+            "title": plan.entry.get("title"),
+            "authors": [
+                (a.get("author") or {}).get("name") for a in plan.entry.get("authors") or []
+            ],
+            "dates": {
+                k: plan.entry.get(k)
+                for k in ("deposition_date", "release_date", "update_date", "obsolete_date")
+            },
+            "doi": plan.entry.get("entry_doi"),
+            "imageset_index": iset.index,
+            "imageset": iset.record,
+            "imageset_pixel_size_nm": list(api_pixel) if api_pixel else None,
+            "listing": iset.listing,
+            "entry": plan.entry,
+        }
+        first = self.net.fetch(members[0])
+        if ref.get("kind") == "stack":
+            plane = _open_plane(first.path)
+            shape = (len(members), *plane.plane_shape)
+            dtype = plane.dtype
+            z, z_origin = plane.slice_thickness_nm, plane.slice_thickness_origin
+            if z is None and self.options.z_spacing_nm:
+                z, z_origin = self.options.z_spacing_nm, "setting sources.empiar.z_spacing_nm"
+            file_pixel = plane.pixel_size_nm
+            meta["format"] = plane.format
+            meta["first_slice_header"] = plane.header
+            meta["stack"] = {"members": len(members), "z_order": "natural sort of the names"}
+        else:
+            vol = _open_file(first.path, self.options.z_spacing_nm)
+            try:
+                shape, dtype = vol.shape, vol.dtype
+                file_voxel = vol.voxel_size_nm
+                file_pixel = (file_voxel[1], file_voxel[2]) if file_voxel else None
+                z = file_voxel[0] if file_voxel else None
+                z_origin = vol.voxel_size_origin
+                meta["format"] = vol.format
+                meta["header"] = vol.header
+            finally:
+                vol.close()
+        meta["calibration_check"] = _check_calibration(
+            file_pixel, api_pixel, shape, iset.record, self.options.calibration_tolerance
+        )
+        if meta["calibration_check"]["agrees"] is False:
+            log.warning("%s/%s: %s", ref.source_id, ref.name, meta["calibration_check"]["note"])
+        pixel = file_pixel or api_pixel
+        voxel: tuple[float, float, float] | None = None
+        origin = ""
+        if pixel is not None:
+            if z is None:
+                z, z_origin = pixel[1], "assumed equal to x (no slice spacing in files or settings)"
+                log.warning("%s/%s: no z spacing; assuming x's", ref.source_id, ref.name)
+            voxel = (float(z), float(pixel[0]), float(pixel[1]))
+            xy_origin = "file calibration" if file_pixel else "EMPIAR API pixel_width/height (Å)"
+            origin = f"y, x: {xy_origin}; z: {z_origin or xy_origin}"
+        info = VolumeInfo(
+            ref=ref,
+            shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]
+            dtype=np.dtype(dtype),
+            voxel_size_nm=voxel,
+            description=str(plan.entry.get("title") or f"EMPIAR-{accession}"),
+            download_url=ref.locator,
+            voxel_size_origin=origin,
+            additional_metadata=meta,
+            raw_paths=[m.path for m in members],
+            files=[{"name": m.rel, "url": m.url, "size_bytes": 0, "sha256": None} for m in members],
+        )
+        info.files[0].update(first.digest())
+        with self._lock:
+            self._infos[ref] = info
+        return info
+
+    # -- open ----------------------------------------------------------------------------------
+
+    def open(self, ref: VolumeRef) -> FileVolume | StackReader:
+        with self._lock:
+            info = self._infos.get(ref)
+        if info is None:
+            info = self.describe(ref)
+        accession = parse_accession(ref.source_id)
+        members = [self._member(accession, rel) for rel in ref.get("members")]
+        cleanup = not self.settings.storage.keep_raw
+        if ref.get("kind") == "stack":
+            return StackReader(
+                members, info, self.net, workers=self.options.max_connections, cleanup=cleanup
+            )
+        got = self.net.fetch(members[0])
+        info.files[0].update(got.digest())
+        return _open_file(got.path, self.options.z_spacing_nm)
+
+
+# -- readers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Member:
+    rel: str
+    url: str
+    path: Path
+
+
+@dataclass
+class _Plane:
+    """What one 2-D slice file says of itself."""
+
+    path: Path
+    format: str
+    plane_shape: tuple[int, int]
+    dtype: np.dtype[Any]
+    pixel_size_nm: tuple[float, float] | None
+    slice_thickness_nm: float | None
+    slice_thickness_origin: str
+    header: dict[str, Any]
+    dm: DmImage | None = None
+
+    def read(self, ys: slice, xs: slice) -> np.ndarray:
+        if self.dm is not None:
+            return self.dm.read((slice(0, 1), ys, xs))[0]
+        vol = TiffVolume(self.path)
+        try:
+            return vol.read((slice(0, 1), ys, xs))[0]
+        finally:
+            vol.close()
+
+
+def _open_plane(path: Path) -> _Plane:
+    suffix = path.suffix.lower()
+    if suffix in DM_SUFFIXES:
+        dm = read_dm_header(path)
+        if dm.depth != 1:
+            raise UnsupportedFormatError(
+                f"{path}: a {dm.shape} DM stack in a slice series; set "
+                "sources.empiar.stack_slices = false to ingest each file as a volume"
+            )
+        return _Plane(
+            path,
+            f"dm{dm.dm_version}",
+            dm.plane_shape,
+            dm.dtype.newbyteorder("="),
+            dm.pixel_size_nm,
+            dm.slice_thickness_nm,
+            dm.slice_thickness_origin,
+            {"calibration": dm.calibration, "image_tags": dm.tags},
+            dm,
+        )
+    vol = TiffVolume(path)
+    try:
+        if vol.shape[0] != 1:
+            raise UnsupportedFormatError(f"{path}: a {vol.shape[0]}-page TIFF in a slice series")
+        pixel = (vol.voxel_size_nm[1], vol.voxel_size_nm[2]) if vol.voxel_size_nm else None
+        return _Plane(path, "tiff", vol.shape[1:], vol.dtype, pixel, None, "", vol.header)
+    finally:
+        vol.close()
+
+
+def _open_file(path: Path, z_spacing_nm: float | None) -> FileVolume:
+    suffix = path.suffix.lower()
+    if suffix in MRC_SUFFIXES:
+        return MrcVolume(path)
+    if suffix in DM_SUFFIXES:
+        return DmVolume(path, z_spacing_nm)
+    return TiffVolume(path)
+
+
+class StackReader:
+    """A z-stack of 2-D slice files, downloaded in the background in z order and read as
+    they arrive. Thread-safe; memory is the region asked for plus one row band per slice."""
+
+    def __init__(
+        self,
+        members: list[_Member],
+        info: VolumeInfo,
+        net: EmpiarNet,
+        *,
+        workers: int,
+        cleanup: bool = False,
+    ) -> None:
+        self.shape = info.shape
+        self.dtype = np.dtype(info.dtype)
+        self._members = members
+        self._info = info
+        self._net = net
+        self._cleanup = cleanup
+        self._cancel = threading.Event()
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="emingest-empiar")
+        self._futures: list[Future[_Plane]] = [
+            self._pool.submit(self._load, z) for z in range(len(members))
+        ]
+
+    def _load(self, z: int) -> _Plane:
+        member = self._members[z]
+        got = self._net.fetch(member, cancel=self._cancel)
+        self._info.files[z].update(got.digest())
+        plane = _open_plane(got.path)
+        if plane.plane_shape != tuple(self.shape[1:]) or plane.dtype != self.dtype:
+            raise ConversionError(
+                f"{member.rel}: slice {z} is {plane.plane_shape} {plane.dtype}, the series is "
+                f"{tuple(self.shape[1:])} {self.dtype}; it is not a slice of the same acquisition"
+            )
+        expected = self._info.voxel_size_nm
+        pixel = plane.pixel_size_nm
+        if expected and pixel and not np.allclose(pixel, expected[1:], rtol=1e-4):
+            log.warning(
+                "%s: pixel size %s nm differs from the first slice's %s nm",
+                member.rel,
+                pixel,
+                expected[1:],
+            )
+        return plane
+
+    def read(self, region: Region) -> np.ndarray:
+        check_region(region, self.shape)
+        zs, ys, xs = region
+        out = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), self.dtype)
+        for i, z in enumerate(range(zs.start, zs.stop)):
+            try:
+                plane = self._futures[z].result()
+            except ConversionError:
+                raise
+            except Exception as err:
+                raise type(err)(f"slice {z} ({self._members[z].rel}): {err}") from err
+            out[i] = plane.read(ys, xs)
+        return out
+
+    def close(self) -> None:
+        self._cancel.set()
+        for f in self._futures:
+            f.cancel()
+        self._pool.shutdown(wait=True)
+        if self._cleanup:
+            for m in self._members:
+                m.path.unlink(missing_ok=True)
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _api_pixel_nm(record: dict[str, Any]) -> tuple[float, float] | None:
+    """(y, x) nm from the imageset's ``pixel_height``/``pixel_width``, which are Å."""
+    try:
+        w = float(record.get("pixel_width"))  # type: ignore[arg-type]
+        h = float(record.get("pixel_height") or w)
+    except (TypeError, ValueError):
+        return None
+    return (h / 10.0, w / 10.0) if w > 0 and h > 0 else None
+
+
+def _check_calibration(
+    file_pixel: tuple[float, float] | None,
+    api_pixel: tuple[float, float] | None,
+    shape: tuple[int, ...],
+    record: dict[str, Any],
+    tolerance: float,
+) -> dict[str, Any]:
+    """File vs API: pixel size (nm, y x) and image size; ``agrees`` None when either lacks."""
+    out: dict[str, Any] = {
+        "file_pixel_size_nm": list(file_pixel) if file_pixel else None,
+        "api_pixel_size_nm": list(api_pixel) if api_pixel else None,
+        "file_image_size": [int(shape[-1]), int(shape[-2])],
+        "api_image_size": [_as_int(record.get("image_width")), _as_int(record.get("image_height"))],
+    }
+    notes = []
+    agrees: bool | None = None
+    if file_pixel and api_pixel:
+        ok = all(
+            abs(f - a) <= tolerance * max(a, 1e-12)
+            for f, a in zip(file_pixel, api_pixel, strict=True)
+        )
+        agrees = ok
+        if not ok:
+            notes.append(f"file pixel size {file_pixel} nm != API {api_pixel} nm (pixel_width Å)")
+    if None not in out["api_image_size"]:
+        size_ok = out["api_image_size"] == out["file_image_size"]
+        out["image_size_agrees"] = size_ok
+        if not size_ok:
+            notes.append(
+                f"file image {out['file_image_size']} (w, h) != API {out['api_image_size']}"
+            )
+            agrees = False
+    out["agrees"] = agrees
+    out["note"] = "; ".join(notes) or ("agree" if agrees else "nothing to compare")
+    return out
+
+
+def _series_gaps(files: list[RemoteFile]) -> list[str]:
+    """Names a numbered series lacks between its first and last number."""
+    out = []
+    for family in _families(files).values():
+        nums = sorted(family["numbers"])
+        width = family["width"]
+        for n in range(nums[0], nums[-1] + 1):
+            if n not in family["numbers"]:
+                out.append(family["template"].format(str(n).zfill(width)))
+    return out
+
+
+def _families(files: list[RemoteFile]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    fams: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for f in files:
+        key = series_key(f.name)
+        if key is None:
+            continue
+        prefix, suffix, number = key
+        fam = fams.setdefault(
+            (f.parent, prefix, suffix),
+            {
+                "numbers": set(),
+                "width": len(number),
+                "template": (f"{f.parent}/" if f.parent else "")
+                + prefix.replace("{", "{{").replace("}", "}}")
+                + "{}"
+                + suffix.replace("{", "{{").replace("}", "}}"),
+            },
+        )
+        fam["numbers"].add(int(number))
+        fam["width"] = min(fam["width"], len(number))
+    return fams
+
+
+def _candidates(files: list[RemoteFile], shortfall: int) -> list[str]:
+    """Names worth asking for: gaps inside each numbered series, then the numbers after it."""
+    out: list[str] = []
+    for family in _families(files).values():
+        nums = family["numbers"]
+        width = family["width"]
+        name = family["template"].format
+        out.extend(name(str(n).zfill(width)) for n in range(min(nums), max(nums)) if n not in nums)
+        out.extend(name(str(max(nums) + k).zfill(width)) for k in range(1, shortfall + 1))
+        out.extend(name(str(n).zfill(width)) for n in range(min(nums) - 1, -1, -1)[:shortfall])
+    return out[: max(64, 4 * shortfall)]
+
+
+__all__ = ["EmpiarSettings", "EmpiarSource", "StackReader", "parse_accession", "series_key"]
+
+
+# -- bytes: a minimal transport (HTTP Range resume, FTP REST resume, stalls, retries) ----------
+# Kept here until emingest.transports lands; the source only uses the EmpiarNet methods below.
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file of an entry's tree, ``rel`` relative to the entry's folder."""
+
+    rel: str
+    size: int | None = None
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.rel).name
+
+    @property
+    def parent(self) -> str:
+        parent = str(PurePosixPath(self.rel).parent)
+        return "" if parent == "." else parent
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.rel).suffix.lower()
+
+
+@dataclass(frozen=True)
+class _Got:
+    path: Path
+    size: int
+    sha256: str
+
+    def digest(self) -> dict[str, Any]:
+        return {"size_bytes": self.size, "sha256": self.sha256}
+
+
+class _Hrefs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def parse_autoindex(html: str) -> list[str]:
+    """Entries of an Apache autoindex page (folders end in ``/``), without the sort links,
+    ``../``, absolute links and links off the page's folder."""
+    parser = _Hrefs()
+    parser.feed(html)
+    out = []
+    for href in parser.hrefs:
+        if href.startswith(("?", "/", "#")) or "://" in href or href in ("../", "./"):
+            continue
+        name = urllib.parse.unquote(href.split("?", 1)[0])
+        if name and name.rstrip("/") and "/" not in name.rstrip("/") and name not in out:
+            out.append(name)
+    return out
+
+
+class EmpiarNet:
+    """Listings, existence checks and downloads over HTTP(S) and FTP, with the retry policy:
+    transient failures (timeouts, resets, stalls, 429/5xx) back off and resume where they
+    stopped; ``Retry-After`` is honoured; at most ``max_connections`` per host."""
+
+    def __init__(
+        self, *, timeout_s: float, stall_timeout_s: float, retries: int, max_connections: int
+    ) -> None:
+        import requests
+
+        self.timeout_s = timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.retries = retries
+        self.max_connections = max(1, max_connections)
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.max_connections + 2)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._hosts: dict[str, threading.BoundedSemaphore] = {}
+        self._paths: dict[Path, threading.Lock] = {}
+        self._digests: dict[Path, _Got] = {}
+        self._lock = threading.Lock()
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @staticmethod
+    def url(root: str, accession: str, rel: str = "") -> str:
+        tail = "/".join(urllib.parse.quote(p) for p in rel.strip("/").split("/") if p)
+        return f"{root.rstrip('/')}/{accession}" + (f"/{tail}" if tail else "")
+
+    @staticmethod
+    def listing_method(root: str) -> str:
+        return "ftp listing" if root.lower().startswith("ftp://") else "http autoindex"
+
+    @staticmethod
+    def local_path(cache_root: Path, rel: str) -> Path:
+        """A cache path that stays under ``cache_root`` whatever the archive named the file."""
+        parts = [p for p in PurePosixPath(rel).parts if p not in ("", ".", "..", "/")]
+        safe = [re.sub(r"[^A-Za-z0-9._+@=-]+", "_", p).lstrip(".") or "_" for p in parts]
+        return cache_root.joinpath(*safe) if safe else cache_root / "_"
+
+    def _host(self, url: str) -> threading.BoundedSemaphore:
+        host = urllib.parse.urlsplit(url).netloc
+        with self._lock:
+            sem = self._hosts.get(host)
+            if sem is None:
+                sem = self._hosts[host] = threading.BoundedSemaphore(self.max_connections)
+            return sem
+
+    # -- the retry loop --------------------------------------------------------------------
+
+    def _retrying(self, what: str, attempt_fn: Any, cancel: threading.Event | None = None) -> Any:
+        import requests
+
+        delay = 0.25
+        for attempt in range(self.retries + 1):
+            try:
+                return attempt_fn()
+            except (TransientSourceError, requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError, OSError, EOFError,
+                    ftplib.error_temp) as err:  # fmt: skip
+                if isinstance(err, EntryNotFoundError | ftplib.error_perm):
+                    raise
+                if attempt == self.retries:
+                    raise TransientSourceError(
+                        f"{what}: gave up after {attempt + 1} attempts: {err}"
+                    ) from err
+                wait = getattr(err, "retry_after", None)
+                wait = (
+                    min(float(wait), 120.0) if wait is not None else delay * (1 + random.random())
+                )
+                delay = min(delay * 2, 10.0)
+                log.info("%s: %s; retry %d in %.1f s", what, err, attempt + 1, wait)
+                if cancel is not None and cancel.wait(wait):
+                    raise SourceError(f"{what}: cancelled") from err
+                if cancel is None:
+                    time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _status(response: Any, what: str) -> None:
+        code = response.status_code
+        if code == 404:
+            raise EntryNotFoundError(f"{what}: not found (404) at {response.url}")
+        if code == 429 or code >= 500:
+            ra = response.headers.get("Retry-After")
+            try:
+                retry_after = float(ra) if ra is not None else None
+            except ValueError:
+                retry_after = None
+            raise TransientSourceError(
+                f"{what}: HTTP {code} from {response.url}", retry_after=retry_after
+            )
+        if code >= 400:
+            raise SourceError(f"{what}: HTTP {code} from {response.url}")
+
+    # -- API and listings ------------------------------------------------------------------
+
+    def get_json(self, url: str, what: str) -> Any:
+        def attempt() -> Any:
+            with self._host(url):
+                r = self.session.get(url, timeout=self.timeout_s)
+            if r.status_code == 404:
+                raise EntryNotFoundError(f"{what}: no such EMPIAR entry ({url} answered 404)")
+            self._status(r, what)
+            try:
+                return r.json()
+            except ValueError as err:
+                raise RemoteFormatError(f"{url}: not JSON: {err}") from err
+
+        return self._retrying(what, attempt)
+
+    def list_tree(self, root: str, accession: str, directory: str, depth: int) -> list[RemoteFile]:
+        """Files below ``directory`` of the entry, ``depth`` folder levels deep."""
+        out: list[RemoteFile] = []
+        pending = [(directory.strip("/"), 0)]
+        while pending:
+            folder, level = pending.pop(0)
+            for name, size, is_dir in self._list_dir(root, accession, folder):
+                rel = f"{folder}/{name}" if folder else name
+                if is_dir:
+                    if level + 1 < depth:
+                        pending.append((rel, level + 1))
+                else:
+                    out.append(RemoteFile(rel, size))
+        return out
+
+    def _list_dir(
+        self, root: str, accession: str, folder: str
+    ) -> list[tuple[str, int | None, bool]]:
+        url = self.url(root, accession, folder) + "/"
+        what = f"listing {url}"
+        if root.lower().startswith("ftp://"):
+            return self._retrying(what, lambda: self._ftp_list(url))
+
+        def attempt() -> list[tuple[str, int | None, bool]]:
+            with self._host(url):
+                r = self.session.get(url, timeout=self.timeout_s)
+            if r.status_code == 404:
+                raise EntryNotFoundError(f"{what}: no such folder (404)")
+            self._status(r, what)
+            return [(n.rstrip("/"), None, n.endswith("/")) for n in parse_autoindex(r.text)]
+
+        return self._retrying(what, attempt)
+
+    def _ftp(self, url: str) -> tuple[ftplib.FTP, str]:
+        parts = urllib.parse.urlsplit(url)
+        ftp = ftplib.FTP()
+        ftp.connect(parts.hostname or "", parts.port or 21, timeout=self.stall_timeout_s)
+        ftp.login(parts.username or "anonymous", parts.password or "anonymous@")
+        return ftp, urllib.parse.unquote(parts.path)
+
+    def _ftp_list(self, url: str) -> list[tuple[str, int | None, bool]]:
+        with self._host(url):
+            ftp, path = self._ftp(url)
+            try:
+                try:
+                    facts = list(ftp.mlsd(path.rstrip("/") or "/", facts=["type", "size"]))
+                    return [
+                        (n, _as_int(f.get("size")), f.get("type") == "dir")
+                        for n, f in facts
+                        if f.get("type") in ("file", "dir")
+                    ]
+                except ftplib.error_perm:  # no MLSD: NLST, and folders are names without a dot
+                    names = [PurePosixPath(n).name for n in ftp.nlst(path)]
+                    return [(n, None, "." not in n) for n in names]
+            finally:
+                _ftp_close(ftp)
+
+    def exists(self, root: str, accession: str, rel: str) -> int | None:
+        """The size of a file the listing did not show, or None when it does not exist."""
+        url = self.url(root, accession, rel)
+
+        def attempt() -> int | None:
+            with self._host(url):
+                if url.lower().startswith("ftp://"):
+                    ftp, path = self._ftp(url)
+                    try:
+                        ftp.voidcmd("TYPE I")
+                        return ftp.size(path)
+                    except ftplib.error_perm:
+                        return None
+                    finally:
+                        _ftp_close(ftp)
+                r = self.session.head(url, timeout=self.timeout_s, allow_redirects=True)
+            if r.status_code == 404:
+                return None
+            self._status(r, f"HEAD {url}")
+            return _as_int(r.headers.get("Content-Length"))
+
+        return self._retrying(f"HEAD {url}", attempt)  # type: ignore[no-any-return]
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def fetch(self, member: Any, cancel: threading.Event | None = None) -> _Got:
+        """``member.url`` into ``member.path`` (temp ``.part`` file, resumed, then renamed);
+        a file already in the cache is reused. Returns its size and sha256."""
+        path: Path = member.path
+        with self._lock:
+            lock = self._paths.setdefault(path, threading.Lock())
+        with lock:
+            got = self._digests.get(path)
+            if got is not None and path.exists():
+                return got
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                part = path.with_name(path.name + ".part")
+                what = f"download {member.url}"
+                if member.url.lower().startswith("ftp://"):
+                    fn = lambda: self._ftp_get(member.url, part, cancel)  # noqa: E731
+                else:
+                    fn = lambda: self._http_get(member.url, part, cancel)  # noqa: E731
+                self._retrying(what, fn, cancel)
+                os.replace(part, path)
+            got = _Got(path, path.stat().st_size, _sha256(path))
+            self._digests[path] = got
+            return got
+
+    def _http_get(self, url: str, part: Path, cancel: threading.Event | None) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        # The read timeout is the stall detector: no byte for stall_timeout_s -> retry.
+        timeout = (self.timeout_s, self.stall_timeout_s)
+        with (
+            self._host(url),
+            self.session.get(url, headers=headers, stream=True, timeout=timeout) as r,
+        ):
+            if r.status_code == 416 and have:
+                total = _content_range_total(r.headers.get("Content-Range"))
+                if total == have:
+                    return
+                part.unlink(missing_ok=True)
+                raise TransientSourceError(f"{url}: stale partial download restarted")
+            self._status(r, f"GET {url}")
+            if r.status_code == 206:
+                start = _content_range_start(r.headers.get("Content-Range"))
+                if start != have:
+                    part.unlink(missing_ok=True)
+                    raise TransientSourceError(f"{url}: server resumed at {start}, not {have}")
+                total = _content_range_total(r.headers.get("Content-Range"))
+            else:
+                have = 0
+                total = _as_int(r.headers.get("Content-Length"))
+            with open(part, "ab" if have else "wb") as fh:
+                for chunk in r.iter_content(1 << 20):
+                    if cancel is not None and cancel.is_set():
+                        raise SourceError(f"{url}: download cancelled")
+                    fh.write(chunk)
+        got = part.stat().st_size
+        if total is not None and got != total:
+            raise TransientSourceError(f"{url}: body ended at byte {got} of {total}; resuming")
+
+    def _ftp_get(self, url: str, part: Path, cancel: threading.Event | None) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        with self._host(url):
+            ftp, path = self._ftp(url)
+            try:
+                ftp.voidcmd("TYPE I")
+                total = ftp.size(path)
+                if total is not None and have >= total:
+                    if have == total:
+                        return
+                    have = 0
+                with open(part, "ab" if have else "wb") as fh:
+
+                    def write(block: bytes) -> None:
+                        if cancel is not None and cancel.is_set():
+                            raise SourceError(f"{url}: download cancelled")
+                        fh.write(block)
+
+                    ftp.retrbinary(f"RETR {path}", write, blocksize=1 << 20, rest=have or None)
+            finally:
+                _ftp_close(ftp)
+        got = part.stat().st_size
+        if total is not None and got != total:
+            raise TransientSourceError(f"{url}: transfer ended at byte {got} of {total}")
+
+
+def _ftp_close(ftp: ftplib.FTP) -> None:
+    try:
+        ftp.quit()
+    except (OSError, EOFError, ftplib.Error):
+        ftp.close()
+
+
+def _content_range_start(value: str | None) -> int | None:
+    m = re.match(r"bytes (\d+)-", value or "")
+    return int(m.group(1)) if m else None
+
+
+def _content_range_total(value: str | None) -> int | None:
+    m = re.search(r"/(\d+)\s*$", value or "")
+    return int(m.group(1)) if m else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
