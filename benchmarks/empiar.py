@@ -60,7 +60,7 @@ def run_curl(replica, work: Path, parallel: bool) -> float:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     urls = [f"{replica.files_http_url}/11759/data/{n}" for n in replica.dm3_names]
-    cmd = ["curl", "-s", "-f", "--remote-name-all", *urls]
+    cmd = ["curl", "-s", "--no-progress-meter", "-f", "--remote-name-all", *urls]
     if parallel:
         cmd[1:1] = ["-Z", "--parallel-max", "8"]
     t0 = time.perf_counter()

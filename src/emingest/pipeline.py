@@ -186,10 +186,7 @@ class Pipeline:
                 voxel_size_origin=origin,
                 additional_metadata=info.additional_metadata,
             )
-            if job.labels_of is not None:
-                record.additional_metadata.setdefault(
-                    "labels_of", f"{job.labels_of.source_id}/{job.labels_of.name}"
-                )
+            record.additional_metadata.update(_labels_note(job.labels_of))
             write_record(paths.record, record)  # phase 1: before any voxel is written
             reader = job.source.open(ref)
             try:
@@ -206,6 +203,8 @@ class Pipeline:
                 )
             finally:
                 reader.close()
+            # Sources may learn more while reading (member calibrations, listing gaps).
+            record.additional_metadata = {**info.additional_metadata, **_labels_note(job.labels_of)}
             record.local_paths.raw = [str(p) for p in info.raw_paths if p.exists()] or None
             record.files = [FileDigest.model_validate(f) for f in info.files]
             record.ingest_seconds = round(time.monotonic() - t0, 3)
@@ -439,6 +438,10 @@ class Pipeline:
             f.cancel()
         wait(pending)
         raise failed.exception()  # type: ignore[misc]
+
+
+def _labels_note(labels_of: VolumeRef | None) -> dict[str, str]:
+    return {} if labels_of is None else {"labels_of": f"{labels_of.source_id}/{labels_of.name}"}
 
 
 def _check_reader(reader: VolumeReader, info: VolumeInfo, label: str) -> None:

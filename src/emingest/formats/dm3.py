@@ -68,7 +68,7 @@ class DmImage:
     def read(self, region: Region, fd: int | None = None) -> np.ndarray:
         """Voxels of ``region`` (z, y, x; a 2-D image has z = 1), native byte order."""
         shape3 = (self.depth, *self.plane_shape)
-        check_region(region, shape3)  # type: ignore[arg-type]
+        check_region(region, shape3)
         zs, ys, xs = region
         own = fd is None
         if fd is None:
@@ -183,8 +183,10 @@ def _axis_scales_nm(calib: dict[str, Any]) -> list[float | None]:
         units = group.get("Units")
         factor = nm_per(units) if isinstance(units, str) else None
         scale = group.get("Scale")
-        ok = factor is not None and isinstance(scale, int | float) and float(scale) > 0
-        out.append(float(scale) * factor if ok else None)  # type: ignore[operator]
+        if factor is not None and isinstance(scale, int | float) and scale > 0:
+            out.append(float(scale) * factor)
+        else:
+            out.append(None)
     return out
 
 

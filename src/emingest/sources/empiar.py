@@ -977,7 +977,7 @@ class EmpiarNet:
             self._status(r, f"HEAD {url}")
             return _as_int(r.headers.get("Content-Length"))
 
-        return self._retrying(f"HEAD {url}", attempt)  # type: ignore[no-any-return]
+        return self._retrying(f"HEAD {url}", attempt)  # type: ignore[no-any-return,unused-ignore]
 
     # -- downloads -------------------------------------------------------------------------
 

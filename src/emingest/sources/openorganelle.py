@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import threading
-import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from emingest.errors import (
 )
 from emingest.omezarr.metadata import Level
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +218,7 @@ class AnonymousS3:
         if answer.status_code == 404:
             return None
         if answer.status_code == 429 or answer.status_code >= 500:
-            retry_after = _float_or_none(answer.headers.get("Retry-After"))
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
             raise TransientSourceError(
                 f"GET {url}: HTTP {answer.status_code} {_s3_code(body)}", retry_after=retry_after
             )
@@ -232,7 +231,7 @@ class AnonymousS3:
 
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when it does not exist."""
-        return with_retries(lambda: self._request(self.url(key)), self.options)
+        return with_retries(lambda: self._request(self.url(key)), self.options, self.s3_url(key))
 
     def list_dir(self, prefix: str) -> tuple[list[str], list[str]]:
         """(sub-folder names, object names) directly under ``prefix`` (ending with "/")."""
@@ -246,6 +245,7 @@ class AnonymousS3:
             body = with_retries(
                 lambda p=params: self._request(self.base + "/", p),  # type: ignore[misc]
                 self.options,
+                f"listing {self.s3_url(prefix)}",
             )
             if body is None:
                 raise EntryNotFoundError(f"bucket {self.s3_url('')} does not exist")
@@ -262,29 +262,13 @@ class AnonymousS3:
                 return [f for f in folders if f], [n for n in names if n]
 
 
-def with_retries(fn: Callable[[], T], options: OpenOrganelleSettings) -> T:
-    """Call ``fn``; retry :class:`TransientSourceError` with exponential backoff and jitter,
-    honouring ``Retry-After`` (capped at 30 s)."""
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except TransientSourceError as err:
-            if attempt >= options.retries:
-                raise
-            delay = min(30.0, options.retry_backoff_s * 2**attempt) * (0.5 + random.random())
-            if err.retry_after is not None:
-                delay = max(delay, min(err.retry_after, 30.0))
-            attempt += 1
-            log.info("%s; retry %d/%d in %.2f s", err, attempt, options.retries, delay)
-            time.sleep(delay)
-
-
-def _float_or_none(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
+def with_retries(fn: Callable[[], T], options: OpenOrganelleSettings, what: str) -> T:
+    """``fn()`` under the project's retry policy (:mod:`emingest.transports.retry`):
+    :class:`TransientSourceError` only, exponential backoff with jitter, ``Retry-After``."""
+    policy = RetryPolicy(
+        attempts=options.retries + 1, initial_s=options.retry_backoff_s, max_s=30.0
+    )
+    return retry_call(fn, policy, what=what)
 
 
 def _s3_code(body: bytes) -> str:
@@ -797,7 +781,7 @@ class OpenOrganelleReader:
                 raise _translate(err, self._where(level, absolute)) from err
             return np.ascontiguousarray(data, dtype=self.dtype)
 
-        return with_retries(attempt, self.options)
+        return with_retries(attempt, self.options, self._where(level, absolute))
 
     def close(self) -> None:
         with self._lock:

@@ -203,7 +203,11 @@ def cached_file(final: Path, url: str) -> DownloadedFile | None:
     if not isinstance(sha, str):
         return None
     return DownloadedFile(
-        path=Path(final), name=Path(final).name, url=url, size_bytes=size, sha256=sha,
+        path=Path(final),
+        name=Path(final).name,
+        url=url,
+        size_bytes=size,
+        sha256=sha,
         from_cache=True,
     )
 

@@ -1,0 +1,85 @@
+"""URL -> file in the download cache, by the right transport, with a digest for the record.
+
+:class:`Downloader` is what sources use: ``fetch(url, name)`` checks the local name
+(:mod:`~emingest.transports.names`), serves a finished download from the cache, resumes a
+partial one, or downloads it over HTTP(S) or FTP; the result carries ``size_bytes`` and
+``sha256`` (:meth:`DownloadedFile.as_file_digest` is a ``records.FileDigest``).
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from pathlib import Path
+
+from emingest.errors import SourceError
+from emingest.transports.download import DownloadedFile, HostLimiter, cached_file, done_marker
+from emingest.transports.ftp import FtpTransport
+from emingest.transports.http import HttpTransport
+from emingest.transports.names import local_path, name_from_url
+from emingest.transports.settings import TransportSettings
+
+
+class Downloader:
+    """Downloads into ``cache_dir`` with one shared per-host limit for HTTP and FTP."""
+
+    def __init__(self, settings: TransportSettings, cache_dir: Path) -> None:
+        self.settings = settings
+        self.cache_dir = Path(cache_dir)
+        self.limiter = HostLimiter(settings.per_host_connections)
+        self.http = HttpTransport(settings, limiter=self.limiter)
+        self.ftp = FtpTransport(settings, limiter=self.limiter)
+        self._locks: dict[Path, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def close(self) -> None:
+        self.http.close()
+        self.ftp.close()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def path_for(self, url: str, name: str | None = None) -> Path:
+        """Where ``url`` lands: ``cache_dir / name`` (``name`` may hold safe sub-folders),
+        by default the URL's last path part. Unsafe names raise ``RemoteFormatError``."""
+        rel = name if name is not None else name_from_url(url)
+        return local_path(self.cache_dir, rel, where=url)
+
+    def cached(self, url: str, name: str | None = None) -> DownloadedFile | None:
+        return cached_file(self.path_for(url, name), url)
+
+    def fetch(
+        self,
+        url: str,
+        name: str | None = None,
+        *,
+        expected_size: int | None = None,
+        expected_sha256: str | None = None,
+    ) -> DownloadedFile:
+        """The file of ``url`` in the cache, downloaded (or resumed) if needed."""
+        final = self.path_for(url, name)
+        with self._lock_for(final):
+            hit = cached_file(final, url)
+            if hit is not None and (expected_size is None or hit.size_bytes == expected_size):
+                return hit
+            done_marker(final).unlink(missing_ok=True)
+            scheme = urllib.parse.urlsplit(url).scheme.lower()
+            if scheme in ("http", "https"):
+                return self.http.download(
+                    url, final, expected_size=expected_size, expected_sha256=expected_sha256
+                )
+            if scheme == "ftp":
+                return self.ftp.download(
+                    url, final, expected_size=expected_size, expected_sha256=expected_sha256
+                )
+            raise SourceError(f"{url}: unsupported URL scheme {scheme!r} (http, https, ftp)")
+
+    def _lock_for(self, path: Path) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(path, threading.Lock())
+
+
+__all__ = ["Downloader"]
