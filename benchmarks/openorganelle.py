@@ -55,7 +55,7 @@ def tensorstore_read(oo: Any) -> None:
     for n in range(oo.levels):
         spec = {"driver": "zarr", "kvstore": oo.tensorstore_kvstore(f"{oo.em_array_path}/s{n}/")}
         array = ts.open(spec, read=True, context=context).result()
-        step = max(1, (64 << 20) // (array.shape[1] * array.shape[2] * 2) // 64 * 64)
+        step = max(64, (64 << 20) // (array.shape[1] * array.shape[2] * 2) // 64 * 64)
         for z in range(0, array.shape[0], step):  # 64 MiB bands, as a bounded reader would
             array[z : min(z + step, array.shape[0])].read().result()
 

@@ -65,3 +65,19 @@ def test_schema_check_passes_for_the_committed_schema() -> None:
         app, ["schema", "--check", "--output", str(root / "schemas" / "record.schema.json")]
     )
     assert result.exit_code == 0, result.output
+
+
+def test_demo_runs_the_pipeline_against_the_replicas_offline(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--root", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    records = sorted((tmp_path / "demo" / "data").rglob("*.json"))
+    sources = {
+        p.relative_to(tmp_path / "demo" / "data").parts[0]
+        for p in records
+        if not p.name.startswith(".") and p.parent.suffix != ".zarr" and ".ome.zarr" not in str(p)
+    }
+    assert {"local", "empiar", "openorganelle"} <= sources
+    for p in records:
+        if ".ome.zarr" in str(p):
+            continue
+        assert read_record(p).status == "complete", p

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from emingest.config import Settings, load_settings
-from emingest.errors import EmingestError
+from emingest.errors import ConfigError, EmingestError
 from emingest.pipeline import Pipeline, VolumeJob, VolumeResult
 from emingest.progress import LogProgress, Progress, RichProgress
 from emingest.sources import create_source
@@ -137,6 +137,39 @@ def report(results: list[VolumeResult]) -> int:
     return 1 if failed else 0
 
 
+def _ingest(
+    source_name: str,
+    spec: list[str],
+    settings: Settings,
+    *,
+    force: bool,
+    voxel_size_nm: tuple[float, float, float] | None = None,
+    **options: Any,
+) -> None:
+    """Discover the volumes ``spec`` names, ingest them, print one line each, exit 0/1/2."""
+    log_path = setup_logging(settings, source_name)
+    try:
+        source = create_source(source_name, settings)
+        refs = source.discover(spec, **{k: v for k, v in options.items() if v is not None})
+    except EmingestError as err:
+        log.error("%s", err)
+        typer.echo(f"emingest: {err}", err=True)
+        raise typer.Exit(2 if isinstance(err, ConfigError) else 1) from err
+    jobs = [VolumeJob(source, ref, voxel_size_nm) for ref in refs]
+    results = run_jobs(settings, jobs, force=force)
+    log.info("log written to %s", log_path)
+    raise typer.Exit(report(results))
+
+
+def _with_source(settings: Settings, name: str, **values: Any) -> Settings:
+    """Settings with ``[sources.<name>]`` keys set from command-line flags (None: unset)."""
+    section = {
+        **settings.source_section(name),
+        **{k: v for k, v in values.items() if v is not None},
+    }
+    return settings.model_copy(update={"sources": {**settings.sources, name: section}})
+
+
 @ingest_app.command("local")
 def ingest_local(
     paths: Annotated[list[str], typer.Argument(help="TIFF, MRC, Zarr, folder or glob of slices")],
@@ -156,17 +189,160 @@ def ingest_local(
     settings = _settings(
         config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
     )
-    log_path = setup_logging(settings, "local")
-    try:
-        source = create_source("local", settings)
-        refs = source.discover(paths)
-    except EmingestError as err:
-        typer.echo(f"emingest: {err}", err=True)
-        raise typer.Exit(2) from err
-    jobs = [VolumeJob(source, ref, voxel_size_nm) for ref in refs]
-    results = run_jobs(settings, jobs, force=force)
-    log.info("log written to %s", log_path)
-    raise typer.Exit(report(results))
+    _ingest("local", paths, settings, force=force, voxel_size_nm=voxel_size_nm)
+
+
+@ingest_app.command("empiar")
+def ingest_empiar(
+    entries: Annotated[list[str], typer.Argument(help="Entry ids: 11759 or EMPIAR-11759")],
+    files: Annotated[
+        list[str] | None, typer.Option("--files", help="Glob of files to take (repeatable)")
+    ] = None,
+    max_files: Annotated[
+        int | None, typer.Option("--max-files", help="At most N files per entry (a trial run)")
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="[sources.empiar.api_url]")] = None,
+    files_url: Annotated[
+        str | None, typer.Option(help="FTP or HTTPS root of world_availability")
+    ] = None,
+    config: ConfigOpt = None,
+    data_root: DataRootOpt = None,
+    workers: WorkersOpt = None,
+    chunk: ChunkOpt = None,
+    shard: ShardOpt = None,
+    levels: LevelsOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Ingest EMPIAR entries: DM3/DM4 slice series become z-stacks, MRC files volumes."""
+    settings = _settings(
+        config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
+    )
+    settings = _with_source(settings, "empiar", api_url=api_url, files_url=files_url)
+    _ingest("empiar", entries, settings, force=force, files=files or None, max_files=max_files)
+
+
+@ingest_app.command("openorganelle")
+def ingest_openorganelle(
+    datasets: Annotated[list[str], typer.Argument(help="Dataset ids, e.g. jrc_mus-nacc-2")],
+    array: Annotated[
+        str | None, typer.Option("--array", help="Array group, e.g. recon-2/em/fibsem-int16")
+    ] = None,
+    source_levels: Annotated[
+        str | None, typer.Option("--levels", help="Source levels to copy: 0,2 or 0-3")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="Crop z0:z1,y0:y1,x0:x1 in level-0 voxels")
+    ] = None,
+    list_only: Annotated[bool, typer.Option("--list", help="Show the dataset's arrays")] = False,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3 endpoint (default AWS)")] = None,
+    bucket: Annotated[str | None, typer.Option(help="[sources.openorganelle.bucket]")] = None,
+    config: ConfigOpt = None,
+    data_root: DataRootOpt = None,
+    workers: WorkersOpt = None,
+    chunk: ChunkOpt = None,
+    shard: ShardOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Copy an OpenOrganelle (COSEM) array and its own pyramid from anonymous S3."""
+    settings = _settings(config, data_root=data_root, workers=workers, chunk=chunk, shard=shard)
+    settings = _with_source(settings, "openorganelle", endpoint_url=endpoint_url, bucket=bucket)
+    if list_only:
+        source: Any = create_source("openorganelle", settings)
+        for dataset in datasets:
+            try:
+                for a in source.list_arrays(dataset):
+                    shapes = ", ".join(f"{p}{list(sh)}" for p, sh in a.levels)
+                    typer.echo(
+                        f"{dataset}/{a.path}  {a.dtype}  voxel {a.voxel_size_nm} nm  "
+                        f"levels: {shapes}"
+                    )
+            except EmingestError as err:
+                typer.echo(f"emingest: {err}", err=True)
+                raise typer.Exit(1) from err
+        raise typer.Exit(0)
+    _ingest(
+        "openorganelle",
+        datasets,
+        settings,
+        force=force,
+        array=array,
+        levels=source_levels,
+        region=region,
+    )
+
+
+# What `emingest demo` ingests from each replica (the datasets users know, at replica size).
+DEMO_DATASETS: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "idr": (["9846137"], {}),
+    "empiar": (["11759"], {}),
+    "epfl": ([], {}),
+    "openorganelle": (["jrc_mus-nacc-2"], {}),
+    "flyem": ([], {"crop": 64, "seed": 0}),
+}
+
+
+@app.command("demo")
+def demo(
+    root: Annotated[Path, typer.Option(help="Folder for replicas, data and logs")] = Path("demo"),
+    serve: Annotated[
+        bool, typer.Option(help="Keep the replicas running after the run (Ctrl-C stops)")
+    ] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Start replicas of the five archives on 127.0.0.1 and run the pipeline against them.
+
+    Works with no network at all. Sources not built yet are listed and skipped.
+    """
+    from emingest.sources import available_sources
+    from emingest.testing.replicas import ReplicaSet
+    from emingest.testing.synthetic import SyntheticEM, write_tiff_stack
+
+    with ReplicaSet(root / "replicas") as replicas:
+        settings = load_settings(
+            overrides={
+                "storage": {"data_root": str(root / "data")},
+                "logging": {"log_dir": str(root / "logs")},
+                "sources": replicas.source_settings(),
+            }
+        )
+        log_path = setup_logging(settings, "demo")
+        typer.echo("Replicas (127.0.0.1):")
+        for archive, urls in replicas.endpoints().items():
+            for what, url in urls.items():
+                typer.echo(f"  {archive:<14} {what:<13} {url}")
+        sample = root / "local" / "synthetic_em.tif"
+        if not sample.exists():
+            sample.parent.mkdir(parents=True, exist_ok=True)
+            write_tiff_stack(
+                sample,
+                SyntheticEM((64, 256, 256), "uint8", seed=1),
+                imagej=True,
+                voxel_size_um=(0.01, 0.005, 0.005),
+            )
+        jobs: list[VolumeJob] = []
+        known = available_sources()
+        local = create_source("local", settings)
+        jobs += [VolumeJob(local, ref) for ref in local.discover([str(sample)])]
+        for name, (spec, options) in DEMO_DATASETS.items():
+            if name not in known:
+                typer.echo(f"  {name:<14} (source not built yet: skipped)")
+                continue
+            try:
+                source = create_source(name, settings)
+                jobs += [VolumeJob(source, ref) for ref in source.discover(spec, **options)]
+            except EmingestError as err:
+                typer.echo(f"emingest: {name}: {err}", err=True)
+        results = run_jobs(settings, jobs, force=force)
+        code = report(results)
+        typer.echo(f"Data under {root / 'data'}, log {log_path}")
+        if serve:
+            typer.echo("Replicas keep running; Ctrl-C stops them.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    raise typer.Exit(code)
 
 
 @config_app.command("show")

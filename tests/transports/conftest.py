@@ -98,7 +98,7 @@ def fast() -> TransportSettings:
         backoff_initial_s=0.01,
         backoff_max_s=0.05,
         backoff_jitter=0.0,
-        parallel_min_bytes=1 << 40,
+        parallel_segments=False,
         chunk_bytes=64 * 1024,
         trust_env=False,
     )

@@ -16,6 +16,8 @@ from emingest.sources.base import Source, VolumeInfo, VolumeReader, VolumeRef
 
 BUILTIN_SOURCES: dict[str, str] = {
     "local": "emingest.sources.local:LocalSource",
+    "empiar": "emingest.sources.empiar:EmpiarSource",
+    "openorganelle": "emingest.sources.openorganelle:OpenOrganelleSource",
 }
 
 ENTRY_POINT_GROUP = "emingest.sources"

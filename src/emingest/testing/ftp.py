@@ -20,6 +20,7 @@ from typing import Any
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
 from emingest.testing.http import Faults
@@ -148,7 +149,9 @@ class FTPReplica:
 
     def start(self) -> FTPReplica:
         _quiet_pyftpdlib()
-        self._server = ThreadedFTPServer((self.host, 0), self._handler_class())
+        # Each server gets its own IOLoop: pyftpdlib's default is one per process, so two
+        # replicas would share it and closing one would close the other's sockets.
+        self._server = ThreadedFTPServer((self.host, 0), self._handler_class(), ioloop=IOLoop())
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"handle_exit": False},

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -665,11 +666,20 @@ def synthetic_em(
 
 
 def _pages(source: VolumeLike, slab: int, dtype: np.dtype[Any]) -> Iterator[np.ndarray]:
+    """Pages of ``source`` in ``dtype``; the next slab is computed while this one is written."""
     nz, ny, nx = source.shape
-    for z in range(0, nz, slab):
+
+    def read(z: int) -> np.ndarray:
         block = source.read((slice(z, min(nz, z + slab)), slice(0, ny), slice(0, nx)))
-        block = np.ascontiguousarray(block, dtype=dtype)
-        yield from block
+        return np.ascontiguousarray(block, dtype=dtype)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="tiff-slab") as pool:
+        pending = pool.submit(read, 0)
+        for z in range(0, nz, slab):
+            block = pending.result()
+            if z + slab < nz:
+                pending = pool.submit(read, z + slab)
+            yield from block
 
 
 def write_tiff_stack(

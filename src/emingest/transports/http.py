@@ -272,7 +272,7 @@ class HttpTransport:
 
     def _probe(self, url: str) -> RemoteFileInfo | None:
         """HEAD, when a parallel download could apply; a server that refuses HEAD is fine."""
-        if self.settings.parallel_min_bytes <= 0:
+        if not self.settings.parallel_segments:
             return None
         try:
             return self.head(url)

@@ -37,6 +37,9 @@ class TransportSettings(BaseModel):
     backoff_multiplier: float = Field(2.0, ge=1.0)
     backoff_jitter: float = Field(0.5, ge=0.0, le=1.0, description="Random share of each wait")
     max_retry_after_s: float = Field(300.0, ge=0, description="Longest Retry-After obeyed")
+    parallel_segments: bool = Field(
+        True, description="Fetch large files as parallel Range segments (one HEAD first)"
+    )
     parallel_min_bytes: int = Field(
         256 * MiB,
         ge=1,
