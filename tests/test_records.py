@@ -181,7 +181,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
 def test_read_record_rejects_bad_files(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConversionError, match="bad.json"):
+    with pytest.raises(ConversionError, match=r"bad\.json"):
         read_record(path)
     with pytest.raises(ConversionError, match=r"missing\.json"):
         read_record(tmp_path / "missing.json")

@@ -43,11 +43,13 @@ def test_iter_tiles_cover_every_voxel_once_in_c_order(
             assert 0 <= s.start < s.stop <= n
             assert s.stop - s.start <= t
         # the tile index says where the tile is
-        assert tuple(s.start for s in region) == tuple(i * t for i, t in zip(idx, tile))
+        assert tuple(s.start for s in region) == tuple(
+            i * t for i, t in zip(idx, tile, strict=True)
+        )
         seen[region] += 1
     assert (seen == 1).all()
     assert indices == sorted(indices)
-    assert len(indices) == np.prod([-(-n // t) for n, t in zip(shape, tile)])
+    assert len(indices) == np.prod([-(-n // t) for n, t in zip(shape, tile, strict=True)])
 
 
 @FAST
@@ -61,7 +63,7 @@ def test_choose_tile_properties(
     shape: tuple[int, int, int], align: tuple[int, int, int], itemsize: int, budget: int
 ) -> None:
     tile = choose_tile(shape, align, itemsize, budget)
-    full = [_ceil_to(n, a) for n, a in zip(shape, align)]
+    full = [_ceil_to(n, a) for n, a in zip(shape, align, strict=True)]
     nbytes = int(np.prod(tile, dtype=np.int64)) * itemsize
     align_bytes = int(np.prod(align, dtype=np.int64)) * itemsize
     for t, a, f in zip(tile, align, full, strict=True):

@@ -18,7 +18,11 @@ EXACT_INT_CASES = [
     ("int16", -32768, 32767),
     ("int16", -50, 70),
 ]
-WIDE_INT_CASES = [("int32", -(2**31), 2**31 - 1), ("int32", -5, 1_000_000), ("uint32", 0, 2**32 - 1)]
+WIDE_INT_CASES = [
+    ("int32", -(2**31), 2**31 - 1),
+    ("int32", -5, 1_000_000),
+    ("uint32", 0, 2**32 - 1),
+]
 
 
 def random_volume(dtype: str, lo: float, hi: float, seed: int) -> np.ndarray:
@@ -133,7 +137,9 @@ def test_wide_integers(dtype: str, lo: int, hi: int, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize(("dtype", "mean", "std"), [("float32", 100.0, 20.0), ("float64", -3, 1e-3)])
+@pytest.mark.parametrize(
+    ("dtype", "mean", "std"), [("float32", 100.0, 20.0), ("float64", -3, 1e-3)]
+)
 def test_floats(dtype: str, mean: float, std: float, seed: int) -> None:
     a = random_volume(dtype, mean, std, seed)
     sha, stats = digest_of(uneven_bands(a, seed), a.dtype)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from emingest.config import Settings
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _value(v: Any) -> str:
@@ -17,7 +21,12 @@ def _value(v: Any) -> str:
         return "[" + ", ".join(_value(x) for x in v) + "]"
     if isinstance(v, Path):
         v = str(v)
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A JSON string is a valid TOML basic string: same quotes, same escapes.
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def _key(k: str) -> str:
+    return k if _BARE_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=False)
 
 
 def _table(lines: list[str], name: str, data: dict[str, Any]) -> None:
@@ -27,12 +36,12 @@ def _table(lines: list[str], name: str, data: dict[str, Any]) -> None:
         lines.append(f"[{name}]")
         for k, v in scalars.items():
             if v is None:
-                lines.append(f"# {k} = (unset)")
+                lines.append(f"# {_key(k)} = (unset)")
             else:
-                lines.append(f"{k} = {_value(v)}")
+                lines.append(f"{_key(k)} = {_value(v)}")
         lines.append("")
     for k, v in tables.items():
-        _table(lines, f"{name}.{k}", v)
+        _table(lines, f"{name}.{_key(k)}", v)
 
 
 def settings_to_toml(settings: Settings) -> str:

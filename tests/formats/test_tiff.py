@@ -187,14 +187,6 @@ def _write(path: Path, layout: str, a: np.ndarray) -> None:
         tifffile.imwrite(path, a, ome=True, metadata={"axes": "ZYX"})
 
 
-TRUNCATION_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: formats/tiff.py TiffVolume.__init__: a multi-page file cut inside its pixel "
-    "data (zlib, ImageJ, OME) loses its series metadata; tifffile falls back to a one-page "
-    "series and the file opens without error as a (1, y, x) volume",
-)
-
-
 @pytest.mark.parametrize(
     ("layout", "fraction"),
     [
@@ -202,10 +194,10 @@ TRUNCATION_BUG = pytest.mark.xfail(
         ("plain", 0.5),
         ("zlib", 0.05),
         ("zlib", 0.97),
-        pytest.param("zlib", 0.5, marks=TRUNCATION_BUG),
+        ("zlib", 0.5),
         ("imagej", 0.05),
-        pytest.param("imagej", 0.5, marks=TRUNCATION_BUG),
-        pytest.param("ome", 0.5, marks=TRUNCATION_BUG),
+        ("imagej", 0.5),
+        ("ome", 0.5),
     ],
 )
 def test_truncated_tiff_raises_conversion_error(
@@ -266,11 +258,6 @@ def test_multichannel_tiff_rejected_naming_the_file(tmp_path: Path) -> None:
     assert isinstance(info.value, ConversionError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: formats/tiff.py _spatial_axes raises UnsupportedFormatError without the file "
-    "path (message says only the axes), unlike every other TIFF error",
-)
 def test_multichannel_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "rgb.tif"
     tifffile.imwrite(path, random_data("uint8", (4, 8, 9, 3)), photometric="rgb")

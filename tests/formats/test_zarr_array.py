@@ -163,11 +163,6 @@ def test_group_without_multiscales_rejected(tmp_path: Path) -> None:
         open_volume(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: formats/zarr_array.py _ngff_level0 raises UnsupportedFormatError without the "
-    "store path ('Zarr group without OME-NGFF multiscales: name an array')",
-)
 def test_group_without_multiscales_error_names_the_store(tmp_path: Path) -> None:
     path = tmp_path / "plain.zarr"
     group = zarr.open_group(str(path), mode="w", zarr_format=3)

@@ -12,7 +12,6 @@ from emingest.errors import EntryNotFoundError, RemoteFormatError
 from emingest.testing.ftp import FTPReplica
 from emingest.transports import Downloader, FtpTransport
 
-
 URL_PATH = "/pub/files/blob.bin"
 HOSTILE_NAME = "bad\x07name.bin"  # as in conftest.py
 

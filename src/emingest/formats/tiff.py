@@ -24,14 +24,14 @@ from emingest.sources.base import Region
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 
 
-def _spatial_axes(series: tifffile.TiffPageSeries) -> tuple[int, int, int]:
+def _spatial_axes(series: tifffile.TiffPageSeries, path: Path) -> tuple[int, int, int]:
     """Map the series to (z, y, x); other axes must have length 1."""
     shape = dict(zip(series.axes, series.shape, strict=True))
     extra = {a: n for a, n in shape.items() if a not in "ZYXIQ" and n != 1}
     if extra:
         raise UnsupportedFormatError(
-            f"axes {series.axes} with shape {series.shape}: only single-channel z-stacks are "
-            f"supported (non-singleton axes {extra})"
+            f"{path}: axes {series.axes} with shape {series.shape}: only single-channel "
+            f"z-stacks are supported (non-singleton axes {extra})"
         )
     z = 1
     for a in "ZIQ":  # I and Q: tifffile's names for an unlabelled page index
@@ -86,7 +86,8 @@ class TiffVolume(FileVolume):
             series = self._tif.series[0]
         except (tifffile.TiffFileError, ValueError, IndexError, struct_error()) as err:
             raise UnsupportedFormatError(f"{path}: not a readable TIFF ({err})") from err
-        shape = _spatial_axes(series)
+        shape = _spatial_axes(series, Path(path))
+        _check_complete_ifd_chain(self._tif, Path(path))
         dtype = np.dtype(series.dtype)
         if self._tif.is_ome:
             voxel, header = _ome_voxel(self._tif)
@@ -156,6 +157,31 @@ class TiffVolume(FileVolume):
     def close(self) -> None:
         self._mm = None
         self._tif.close()
+
+
+def _check_complete_ifd_chain(tif: tifffile.TiffFile, path: Path) -> None:
+    """A file cut short loses its later pages, and tifffile quietly reads fewer (with a logged
+    warning). The last page it read still points at the next IFD: if that pointer is not 0,
+    pages are missing and the file is truncated or corrupt."""
+    import struct
+
+    fmt = tif.tiff
+    pages = tif.pages
+    last = pages[len(pages) - 1]
+    fh = tif.filehandle
+    size = os.path.getsize(path)
+    fh.seek(last.offset)
+    (ntags,) = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))
+    pointer_at = last.offset + fmt.tagnosize + ntags * fmt.tagsize
+    if pointer_at + fmt.offsetsize > size:
+        raise ConversionError(f"{path}: truncated TIFF: the IFD of page {len(pages) - 1} is cut")
+    fh.seek(pointer_at)
+    (next_ifd,) = struct.unpack(fmt.offsetformat, fh.read(fmt.offsetsize))
+    if next_ifd != 0:
+        raise ConversionError(
+            f"{path}: truncated or corrupt TIFF: only {len(pages)} pages can be read; the next "
+            f"page's IFD is at byte {next_ifd}, the file has {size} bytes"
+        )
 
 
 def struct_error() -> type[Exception]:

@@ -20,11 +20,15 @@ def is_zarr(path: Path) -> bool:
     )
 
 
-def _ngff_level0(group: zarr.Group) -> tuple[str, tuple[float, float, float] | None, dict]:
+def _ngff_level0(
+    group: zarr.Group, path: Path
+) -> tuple[str, tuple[float, float, float] | None, dict]:
     attrs = dict(group.attrs)
     ms = (attrs.get("ome") or attrs).get("multiscales")
     if not ms:
-        raise UnsupportedFormatError("Zarr group without OME-NGFF multiscales: name an array")
+        raise UnsupportedFormatError(
+            f"{path}: Zarr group without OME-NGFF multiscales; name one of its arrays instead"
+        )
     first = ms[0]
     axes = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
     units = [a.get("unit") if isinstance(a, dict) else None for a in first.get("axes", [])]
@@ -50,7 +54,7 @@ class ZarrVolume(FileVolume):
         voxel = None
         header: dict[str, Any] = {}
         if isinstance(node, zarr.Group):
-            sub, voxel, header = _ngff_level0(node)
+            sub, voxel, header = _ngff_level0(node, Path(path))
             node = node[sub]
         arr: Any = node
         if arr.ndim == 2:

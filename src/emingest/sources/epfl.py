@@ -21,7 +21,7 @@ from emingest.config import Settings
 from emingest.errors import EntryNotFoundError
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
-from emingest.transports import Downloader, DownloadedFile, TransportSettings, default_cache_dir
+from emingest.transports import DownloadedFile, Downloader, TransportSettings, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class EpflSettings(SourceSettings):
     voxel_size_nm: tuple[float, float, float] = Field(
         (5.0, 5.0, 5.0), description="z, y, x in nm, from the dataset's web page"
     )
-    transport: TransportSettings = Field(default_factory=TransportSettings)
+    transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
 
     @field_validator("files")
     @classmethod

@@ -9,6 +9,7 @@ answers 416 for a range it cannot satisfy.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import html
 import json
@@ -72,6 +73,9 @@ class Faults:
         self.latency_s = 0.0
         self.stall_every = self.status_every = self.reset_every = self.truncate_every = 0
         self.fail_first = 0
+        self.status_code = 503
+        self.retry_after_s = 1.0
+        self.stall_s = 30.0
         self.range_support = True
         self.omit_from_listing = set()
         self.reset_counters()
@@ -132,8 +136,13 @@ class RequestContext:
     ) -> None:
         """Answer with ``body``; ``ranged`` makes it a static resource (Range, HEAD, 416)."""
         self.handler.send_payload(
-            body, content_type, status=status, headers=headers or {}, ranged=ranged,
-            fault_n=self.fault_n, last_modified=last_modified,
+            body,
+            content_type,
+            status=status,
+            headers=headers or {},
+            ranged=ranged,
+            fault_n=self.fault_n,
+            last_modified=last_modified,
         )
 
     def send_file(self, path: Path, content_type: str | None = None) -> None:
@@ -144,7 +153,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ReplicaHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the replicas are quiet; tests read the request log instead
 
     def do_GET(self) -> None:
@@ -179,10 +188,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if faulty and (n <= faults.fail_first or Faults._hit(faults.status_every, n)):
                 self._send_status_fault(faults)
                 return
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 func(RequestContext(self, m, query, n))
-            except (BrokenPipeError, ConnectionResetError):
-                pass
             return
         self.send_error_text(404, f"no such path: {path}")
 
@@ -207,7 +214,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _parse_range(self, size: int) -> tuple[int, int] | None | str:
+    def _parse_range(self, size: int) -> tuple[int, int] | str | None:
         """(start, end inclusive), None for no/ignored Range, or "bad" for a 416."""
         header = self.headers.get("Range")
         if not header or not self.server.replica.faults.range_support:
@@ -239,7 +246,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         size = len(body)
         rng = self._parse_range(size) if ranged and status == 200 else None
         self._send_body(
-            lambda a, b: body[a:b], size, rng, content_type, status, headers, ranged, fault_n,
+            lambda a, b: body[a:b],
+            size,
+            rng,
+            content_type,
+            status,
+            headers,
+            ranged,
+            fault_n,
             last_modified,
         )
 
@@ -253,7 +267,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return fh.read(b - a)
 
             self._send_body(
-                read, size, rng, content_type or guess_type(path.name), 200, {}, True, fault_n,
+                read,
+                size,
+                rng,
+                content_type or guess_type(path.name),
+                200,
+                {},
+                True,
+                fault_n,
                 path.stat().st_mtime,
             )
 
@@ -261,7 +282,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self,
         read: Callable[[int, int], bytes],
         size: int,
-        rng: tuple[int, int] | None | str,
+        rng: tuple[int, int] | str | None,
         content_type: str,
         status: int,
         headers: dict[str, str],
@@ -362,8 +383,9 @@ class HTTPReplica:
                 if not ctx.path.endswith("/"):
                     ctx.send_bytes(b"", status=301, headers={"Location": ctx.path + "/"})
                 elif autoindex:
-                    page = autoindex_html(urllib.parse.unquote(ctx.path), target,
-                                          self.faults.omit_from_listing)
+                    page = autoindex_html(
+                        urllib.parse.unquote(ctx.path), target, self.faults.omit_from_listing
+                    )
                     ctx.send_bytes(page.encode(), "text/html;charset=UTF-8")
                 else:
                     ctx.handler.send_error_text(403, "Forbidden")
