@@ -52,7 +52,8 @@ class StorageSettings(_Section):
 class PipelineSettings(_Section):
     """Concurrency and memory: the knobs that bound peak memory by design."""
 
-    workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
+    # One task more than cores: the digest task holds a thread for the whole of level 0.
+    workers: int = Field(default_factory=lambda: (os.cpu_count() or 2) + 1, ge=1)
     tile_bytes: int = Field(
         64 * MiB,
         ge=1,

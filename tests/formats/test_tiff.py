@@ -214,21 +214,51 @@ def test_truncated_tiff_raises_conversion_error(
         vol.read(tuple(slice(0, n) for n in vol.shape))  # type: ignore[arg-type]
 
 
-def test_truncated_tiff_never_reads_silently_short(tmp_path: Path) -> None:
-    """Cut anywhere inside the pixel data: either an error or the full, correct volume."""
+def _cut_points(path: Path) -> list[int]:
+    """Byte counts to keep: spread over the file, and inside every IFD (entry count, tags)."""
+    size = path.stat().st_size
+    points = {int(size * f) for f in np.linspace(0.02, 0.999, 48)}
+    with tifffile.TiffFile(path) as tif:
+        for page in tif.pages:
+            points.update(page.offset + k for k in (1, 2, 7, 30, 100))
+    return sorted(p for p in points if 0 < p < size)
+
+
+IFD_CUT_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="bug: formats/tiff.py _check_complete_ifd_chain: `pages[len(pages) - 1]` (line 170) "
+    "runs outside the try of TiffVolume.__init__; when the file is cut inside a later IFD "
+    "tifffile raises TiffFileError('corrupted IFD structure'), which escapes instead of a "
+    "ConversionError naming the file",
+)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param("plain", marks=IFD_CUT_BUG),
+        pytest.param("zlib", marks=IFD_CUT_BUG),
+        pytest.param("imagej", marks=IFD_CUT_BUG),
+        "ome",
+    ],
+)
+def test_truncated_tiff_never_reads_silently_short(tmp_path: Path, layout: str) -> None:
+    """Cut anywhere: either a ConversionError naming the file, or the full, correct volume."""
     a = random_data("uint16")
     whole = tmp_path / "whole.tif"
-    _write(whole, "plain", a)
+    _write(whole, layout, a)
     data = whole.read_bytes()
-    for fraction in (0.1, 0.3, 0.6, 0.9):
-        cut = tmp_path / f"cut{fraction}.tif"
-        cut.write_bytes(data[: int(len(data) * fraction)])
+    for keep in _cut_points(whole):
+        cut = tmp_path / f"cut{keep}.tif"
+        cut.write_bytes(data[:keep])
         try:
             vol = open_volume(cut)
             got = vol.read(tuple(slice(0, n) for n in vol.shape))  # type: ignore[arg-type]
+            vol.close()
         except ConversionError as err:
-            assert cut.name in str(err)
+            assert cut.name in str(err), keep
         else:
+            assert got.shape == a.shape, keep
             np.testing.assert_array_equal(got, a)
 
 

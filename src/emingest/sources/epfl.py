@@ -50,7 +50,9 @@ class EpflSettings(SourceSettings):
     voxel_size_nm: tuple[float, float, float] = Field(
         (5.0, 5.0, 5.0), description="z, y, x in nm, from the dataset's web page"
     )
-    transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
+    transport: TransportSettings = Field(
+        default_factory=lambda: TransportSettings.model_validate({})
+    )
 
     @field_validator("files")
     @classmethod

@@ -64,7 +64,9 @@ class IdrSettings(SourceSettings):
         "/uod/idr/filesets/", description="Repository path prefix that maps onto files_url"
     )
     page_size: int = Field(500, ge=1, le=500, description="Images per API page (max 500)")
-    transport: TransportSettings = Field(default_factory=lambda: TransportSettings())
+    transport: TransportSettings = Field(
+        default_factory=lambda: TransportSettings.model_validate({})
+    )
 
 
 def _image_id(value: str | int) -> int:
