@@ -13,7 +13,7 @@ import typer
 
 from emingest.config import Settings, load_settings
 from emingest.errors import ConfigError, EmingestError
-from emingest.pipeline import Pipeline, VolumeJob, VolumeResult
+from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
 from emingest.progress import LogProgress, Progress, RichProgress
 from emingest.sources import create_source
 
@@ -54,6 +54,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Redo volumes that are c
 
 def _overrides(
     data_root: Path | None = None,
+    keep_raw: bool | None = None,
     workers: int | None = None,
     chunk: Sequence[int] | None = None,
     shard: Sequence[int] | None = None,
@@ -69,6 +70,8 @@ def _overrides(
         storage["shard_shape"] = list(shard)
     if levels is not None:
         storage["max_levels"] = levels
+    if keep_raw is not None:
+        storage["keep_raw"] = keep_raw
     if workers is not None:
         pipeline["workers"] = workers
     out: dict[str, Any] = {}
@@ -155,8 +158,13 @@ def _ingest(
         log.error("%s", err)
         typer.echo(f"emingest: {err}", err=True)
         raise typer.Exit(2 if isinstance(err, ConfigError) else 1) from err
-    jobs = [VolumeJob(source, ref, voxel_size_nm) for ref in refs]
-    results = run_jobs(settings, jobs, force=force)
+    jobs = jobs_for(source, refs, voxel_size_nm=voxel_size_nm)
+    try:
+        results = run_jobs(settings, jobs, force=force)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     log.info("log written to %s", log_path)
     raise typer.Exit(report(results))
 
@@ -190,6 +198,83 @@ def ingest_local(
         config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
     )
     _ingest("local", paths, settings, force=force, voxel_size_nm=voxel_size_nm)
+
+
+KeepRawOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-raw/--no-keep-raw", help="Keep downloads after conversion", show_default=False
+    ),
+]
+
+
+@ingest_app.command("idr")
+def ingest_idr(
+    image_ids: Annotated[list[str] | None, typer.Argument(help="IDR image ids")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Every image of this dataset id")
+    ] = None,
+    api_url: Annotated[str | None, typer.Option(help="[sources.idr.api_url]")] = None,
+    files_url: Annotated[
+        str | None, typer.Option(help="FTP or HTTPS root of /pub/databases/IDR")
+    ] = None,
+    keep_raw: KeepRawOpt = None,
+    config: ConfigOpt = None,
+    data_root: DataRootOpt = None,
+    workers: WorkersOpt = None,
+    chunk: ChunkOpt = None,
+    shard: ShardOpt = None,
+    levels: LevelsOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Ingest IDR images from their original files (never the rendered JPEGs)."""
+    settings = _settings(
+        config,
+        data_root=data_root,
+        workers=workers,
+        chunk=chunk,
+        shard=shard,
+        levels=levels,
+        keep_raw=keep_raw,
+    )
+    settings = _with_source(settings, "idr", api_url=api_url, files_url=files_url)
+    if not image_ids and dataset is None:
+        typer.echo("emingest: give IMAGE_ID... or --dataset ID", err=True)
+        raise typer.Exit(2)
+    _ingest("idr", image_ids or [], settings, force=force, dataset=dataset)
+
+
+@ingest_app.command("epfl")
+def ingest_epfl(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="volumedata training training_groundtruth testing "
+            "testing_groundtruth (default: all)"
+        ),
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="[sources.epfl.base_url]")] = None,
+    keep_raw: KeepRawOpt = None,
+    config: ConfigOpt = None,
+    data_root: DataRootOpt = None,
+    workers: WorkersOpt = None,
+    chunk: ChunkOpt = None,
+    shard: ShardOpt = None,
+    levels: LevelsOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Ingest the EPFL CA1 hippocampus volumes; ground truth becomes labels of its volume."""
+    settings = _settings(
+        config,
+        data_root=data_root,
+        workers=workers,
+        chunk=chunk,
+        shard=shard,
+        levels=levels,
+        keep_raw=keep_raw,
+    )
+    settings = _with_source(settings, "epfl", base_url=base_url)
+    _ingest("epfl", names or [], settings, force=force)
 
 
 @ingest_app.command("empiar")
@@ -275,7 +360,7 @@ def ingest_openorganelle(
 DEMO_DATASETS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "idr": (["9846137"], {}),
     "empiar": (["11759"], {}),
-    "epfl": ([], {}),
+    "epfl": ([], {}),  # all five files; ground truth as labels
     "openorganelle": (["jrc_mus-nacc-2"], {}),
     "flyem": ([], {"crop": 64, "seed": 0}),
 }
@@ -329,7 +414,7 @@ def demo(
                 continue
             try:
                 source = create_source(name, settings)
-                jobs += [VolumeJob(source, ref) for ref in source.discover(spec, **options)]
+                jobs += jobs_for(source, source.discover(spec, **options))
             except EmingestError as err:
                 typer.echo(f"emingest: {name}: {err}", err=True)
         results = run_jobs(settings, jobs, force=force)

@@ -205,6 +205,8 @@ class Pipeline:
                 reader.close()
             # Sources may learn more while reading (member calibrations, listing gaps).
             record.additional_metadata = {**info.additional_metadata, **_labels_note(job.labels_of)}
+            if not self.settings.storage.keep_raw:
+                _drop_raw(info.raw_paths)
             record.local_paths.raw = [str(p) for p in info.raw_paths if p.exists()] or None
             record.files = [FileDigest.model_validate(f) for f in info.files]
             record.ingest_seconds = round(time.monotonic() - t0, 3)
@@ -438,6 +440,24 @@ class Pipeline:
             f.cancel()
         wait(pending)
         raise failed.exception()  # type: ignore[misc]
+
+
+def _drop_raw(paths: Sequence[Path]) -> None:
+    """``--no-keep-raw``: remove downloaded originals once their volume is complete (a failed
+    volume keeps them, so a re-run resumes instead of downloading again)."""
+    from emingest.transports.download import done_marker
+
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
+        done_marker(Path(p)).unlink(missing_ok=True)
+
+
+def jobs_for(source: Source, refs: Sequence[VolumeRef], **kw: Any) -> list[VolumeJob]:
+    """Jobs for ``refs``; a source's ``labels_target(ref)`` (optional) makes a ref a labels
+    image of another volume, and images are queued before their labels."""
+    target = getattr(source, "labels_target", None)
+    jobs = [VolumeJob(source, ref, labels_of=target(ref) if target else None, **kw) for ref in refs]
+    return sorted(jobs, key=lambda j: j.labels_of is not None)
 
 
 def _labels_note(labels_of: VolumeRef | None) -> dict[str, str]:

@@ -309,10 +309,13 @@ def test_precomputed_jpeg_and_raw_scales(fe: FlyEMReplica, faults: Any, tmp_path
 def test_dvid_survives_faults(fe: FlyEMReplica, faults: Any, tmp_path: Path, fault: str) -> None:
     faults.retry_after_s = 0.01
     faults.stall_s = 1.5
-    setattr(faults, f"{fault}_every", 3)
+    setattr(faults, f"{fault}_every", 4)  # with 10 attempts a piece never fails them all
     source = FlyEMSource(
         settings_for(
-            tmp_path, fe, max_payload_bytes=DVID_BLOCK**3, transport={"read_timeout_s": 0.3}
+            tmp_path,
+            fe,
+            max_payload_bytes=DVID_BLOCK**3,
+            transport={"read_timeout_s": 0.3, "attempts": 10},
         )
     )
     (ref,) = source.discover([], box=BOX)
@@ -346,7 +349,9 @@ def test_precomputed_survives_faults(
     faults.retry_after_s = 0.01
     faults.stall_s = 2.0
     setattr(faults, f"{fault}_every", 4)
-    source = FlyEMSource(settings_for(tmp_path, fe, region_timeout_s=0.5))
+    source = FlyEMSource(
+        settings_for(tmp_path, fe, region_timeout_s=0.5, transport={"attempts": 10})
+    )
     (ref,) = source.discover([], box="0:50,0:64,0:72", via="precomputed", scale=2)
     reader = source.open(ref)
     try:

@@ -16,7 +16,9 @@ from emingest.sources.base import Source, VolumeInfo, VolumeReader, VolumeRef
 
 BUILTIN_SOURCES: dict[str, str] = {
     "local": "emingest.sources.local:LocalSource",
+    "idr": "emingest.sources.idr:IdrSource",
     "empiar": "emingest.sources.empiar:EmpiarSource",
+    "epfl": "emingest.sources.epfl:EpflSource",
     "openorganelle": "emingest.sources.openorganelle:OpenOrganelleSource",
 }
 
