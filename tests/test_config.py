@@ -210,11 +210,6 @@ def test_toml_round_trip_escapes_control_characters() -> None:
     assert back == s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: config_toml._value renders a dict inside a list with str(), so a list of "
-    "tables in a source section ([[sources.idr.mirrors]]) comes back as a list of strings",
-)
 def test_toml_round_trip_list_of_tables() -> None:
     s = load_settings(
         environ={},
@@ -224,11 +219,6 @@ def test_toml_round_trip_list_of_tables() -> None:
     assert back == s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: config_toml._value uses json.dumps, which leaves U+007F (DEL) unescaped; TOML "
-    "forbids it in basic strings (keys too), so the output does not parse",
-)
 def test_toml_round_trip_escapes_delete() -> None:
     s = load_settings(environ={}, overrides={"sources": {"x": {"k\x7f": "a\x7fb"}}})
     _, back = _round_trip(s)

@@ -19,14 +19,21 @@ def _value(v: Any) -> str:
         return repr(v)
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # inside a list: an inline table
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + " }"
     if isinstance(v, Path):
         v = str(v)
     # A JSON string is a valid TOML basic string: same quotes, same escapes.
-    return json.dumps(str(v), ensure_ascii=False)
+    return _json_string(str(v))
+
+
+def _json_string(text: str) -> str:
+    # TOML also forbids DEL (U+007F) unescaped, which JSON allows.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _key(k: str) -> str:
-    return k if _BARE_KEY.fullmatch(k) else json.dumps(k, ensure_ascii=False)
+    return k if _BARE_KEY.fullmatch(k) else _json_string(k)
 
 
 def _table(lines: list[str], name: str, data: dict[str, Any]) -> None:

@@ -224,21 +224,12 @@ def _cut_points(path: Path) -> list[int]:
     return sorted(p for p in points if 0 < p < size)
 
 
-IFD_CUT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: formats/tiff.py _check_complete_ifd_chain: `pages[len(pages) - 1]` (line 170) "
-    "runs outside the try of TiffVolume.__init__; when the file is cut inside a later IFD "
-    "tifffile raises TiffFileError('corrupted IFD structure'), which escapes instead of a "
-    "ConversionError naming the file",
-)
-
-
 @pytest.mark.parametrize(
     "layout",
     [
-        pytest.param("plain", marks=IFD_CUT_BUG),
-        pytest.param("zlib", marks=IFD_CUT_BUG),
-        pytest.param("imagej", marks=IFD_CUT_BUG),
+        "plain",
+        "zlib",
+        "imagej",
         "ome",
     ],
 )

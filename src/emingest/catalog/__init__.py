@@ -1,0 +1,280 @@
+"""The catalog: a queryable index over the record sidecars, and its reports.
+
+The sidecar JSON files (``<data_root>/<source>/<source_id>/<name>.json``) are the source of
+truth; the catalog is an index that can always be rebuilt from them (``emingest catalog sync``),
+so losing or corrupting the database file never loses data. Callers use the :class:`Catalog`
+protocol through :func:`open_catalog`; SQLite is the built-in backend, and a server database
+can be added behind the same protocol without touching the pipeline.
+
+>>> from emingest.catalog import CatalogFilters, open_catalog
+>>> with open_catalog(settings) as cat:                       # doctest: +SKIP
+...     rows = cat.query(CatalogFilters(source="empiar", status="complete"))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from emingest.errors import CatalogError, EmingestError
+from emingest.records import STATUS_COMPLETE, STATUS_SAVING, VolumeRecord, read_record
+
+if TYPE_CHECKING:
+    from emingest.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB_NAME = "catalog.sqlite"
+STATUS_CHOICES = ("complete", "error", "saving-data", "in-progress")
+"""Values of :attr:`CatalogFilters.status`; ``in-progress`` is a synonym of ``saving-data``."""
+
+
+# -- what the catalog holds -----------------------------------------------------------------
+
+
+def record_id(record: VolumeRecord) -> str:
+    """The catalog id of a record: ``<source>/<source_id>/<name>``."""
+    return f"{record.source}/{record.source_id}/{record.name}"
+
+
+def status_group(status: str | None) -> str:
+    """``complete``, ``in-progress``, ``error`` or ``unknown``: what a status means for a user."""
+    if status == STATUS_COMPLETE:
+        return "complete"
+    if status == STATUS_SAVING:
+        return "in-progress"
+    if isinstance(status, str) and status.startswith("error:"):
+        return "error"
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    """One indexed record: the columns you can filter on, plus the full record."""
+
+    id: str
+    source: str
+    source_id: str
+    name: str
+    status: str
+    dtype: str | None
+    shape: tuple[int, int, int] | None
+    voxel_size_nm: tuple[float, float, float] | None
+    nbytes: int | None
+    file_size_bytes: int | None
+    sha256: str | None
+    description: str
+    record_path: str
+    timestamp: str
+    record: dict[str, Any] = field(repr=False, compare=True)
+
+    @classmethod
+    def from_record(cls, record: VolumeRecord, path: Path | str) -> CatalogRow:
+        shape = record.volume_shape
+        voxel = record.voxel_size_nm
+        return cls(
+            id=record_id(record),
+            source=record.source,
+            source_id=record.source_id,
+            name=record.name,
+            status=record.status,
+            dtype=record.dtype,
+            shape=tuple(shape) if shape and len(shape) == 3 else None,  # type: ignore[arg-type]
+            voxel_size_nm=tuple(voxel) if voxel and len(voxel) == 3 else None,  # type: ignore[arg-type]
+            nbytes=record.nbytes,
+            file_size_bytes=record.file_size_bytes,
+            sha256=record.sha256,
+            description=record.description,
+            record_path=str(Path(path).resolve()),
+            timestamp=record.timestamp,
+            record=json.loads(record.model_dump_json()),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The indexed columns as a flat JSON-able dict (what ``catalog list --json`` prints)."""
+        out = asdict(self)
+        del out["record"]
+        out["shape"] = list(self.shape) if self.shape else None
+        out["voxel_size_nm"] = list(self.voxel_size_nm) if self.voxel_size_nm else None
+        return out
+
+
+@dataclass(frozen=True)
+class CatalogFilters:
+    """What ``catalog list`` filters on; every field left as None matches everything.
+
+    Voxel-size bounds (nm) apply to every axis; shape bounds are per axis, z y x. A bound on a
+    column excludes records that do not have that column yet (stubs, errors).
+    """
+
+    source: str | None = None
+    status: str | None = None
+    dtype: str | None = None
+    voxel_min_nm: float | None = None
+    voxel_max_nm: float | None = None
+    min_shape: tuple[int, int, int] | None = None
+    max_shape: tuple[int, int, int] | None = None
+    text: str | None = None
+    """Case-insensitive substring of the description."""
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUS_CHOICES:
+            raise CatalogError(
+                f"unknown status filter {self.status!r}; use one of {', '.join(STATUS_CHOICES)}"
+            )
+        for name in ("min_shape", "max_shape"):
+            value = getattr(self, name)
+            if value is not None and len(value) != 3:
+                raise CatalogError(f"{name} needs three values, z y x; got {value!r}")
+
+
+@dataclass
+class SyncResult:
+    """What :meth:`Catalog.sync` did: records indexed, sidecars it could not index and why."""
+
+    indexed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(sidecar path, reason) for each unreadable or invalid sidecar."""
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    """(id, sidecar path) for each sidecar whose id an earlier sidecar already had."""
+
+
+# -- the interface ----------------------------------------------------------------------------
+
+
+class Catalog(Protocol):
+    """The index of records. Implementations raise :class:`CatalogError` on database failures."""
+
+    def upsert(self, record: VolumeRecord, path: Path | str) -> None:
+        """Add or replace the record whose sidecar is at ``path``."""
+        ...
+
+    def remove(self, id: str) -> bool:
+        """Drop a record from the index; False when it was not there."""
+        ...
+
+    def query(self, filters: CatalogFilters | None = None) -> list[CatalogRow]:
+        """Records matching ``filters``, ordered by id."""
+        ...
+
+    def get(self, id: str) -> CatalogRow | None:
+        """The record with this id, or None when the index has none."""
+        ...
+
+    def sync(self, data_root: Path | str) -> SyncResult:
+        """Replace the whole index, atomically, with what the sidecars under ``data_root`` say."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Catalog: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+# -- sidecars on disk -------------------------------------------------------------------------
+
+
+def iter_sidecars(data_root: Path | str) -> Iterator[Path]:
+    """Every record sidecar ``<data_root>/<source>/<source_id>/<name>.json``, sorted.
+
+    Hidden files and folders (temp files, journals) are skipped, and so is every JSON file
+    inside an ``*.ome.zarr`` store (zarr metadata), labels images included: their sidecar sits
+    beside the image's own, like any other record.
+    """
+    root = Path(data_root)
+    if not root.is_dir():
+        return
+    for path in sorted(root.glob("*/*/*.json")):
+        parts = path.relative_to(root).parts
+        if any(p.startswith(".") or p.endswith(".ome.zarr") for p in parts):
+            continue
+        if path.is_file():
+            yield path
+
+
+def read_sidecars(data_root: Path | str) -> tuple[list[CatalogRow], SyncResult]:
+    """Read and validate every sidecar; rows ordered by id, the last of duplicates winning."""
+    result = SyncResult()
+    rows: dict[str, CatalogRow] = {}
+    for path in iter_sidecars(data_root):
+        try:
+            record = read_record(path)
+        except EmingestError as err:
+            result.skipped.append((str(path), str(err)))
+            continue
+        row = CatalogRow.from_record(record, path)
+        if row.id in rows:
+            result.duplicates.append((row.id, str(path)))
+        rows[row.id] = row
+    result.indexed = len(rows)
+    return [rows[k] for k in sorted(rows)], result
+
+
+# -- opening ---------------------------------------------------------------------------------
+
+
+def catalog_db_path(settings: Settings) -> Path:
+    """``[catalog] db_path`` when set, else ``<data_root>/catalog.sqlite``."""
+    section = getattr(settings, "catalog", None)
+    configured = getattr(section, "db_path", None)
+    if configured is not None:
+        return Path(configured)
+    return Path(settings.storage.data_root) / DEFAULT_DB_NAME
+
+
+def open_catalog(
+    settings_or_path: Settings | Path | str, *, data_root: Path | str | None = None
+) -> Catalog:
+    """Open the catalog that ``settings`` name, or the SQLite file at a path.
+
+    With a data root (from the settings, or given), a missing, corrupt or outdated database is
+    rebuilt from the sidecars on open, with a warning for the corrupt case.
+    """
+    from emingest.catalog.sqlite import SQLiteCatalog
+
+    if isinstance(settings_or_path, Path | str):
+        return SQLiteCatalog(Path(settings_or_path), data_root=data_root)
+    root = data_root if data_root is not None else settings_or_path.storage.data_root
+    return SQLiteCatalog(catalog_db_path(settings_or_path), data_root=root)
+
+
+def index_record(
+    settings: Settings, record_path: Path | str, record: VolumeRecord | None = None
+) -> bool:
+    """Index one sidecar after it was written; for the pipeline. Never raises.
+
+    A catalog failure is logged as a warning and the run goes on: the sidecar is the truth and
+    ``emingest catalog sync`` catches the index up. Returns whether the index was updated.
+    """
+    try:
+        if record is None:
+            record = read_record(Path(record_path))
+        with open_catalog(settings) as catalog:
+            catalog.upsert(record, record_path)
+        return True
+    except (EmingestError, OSError) as err:
+        log.warning("%s: not indexed (run `emingest catalog sync`): %s", record_path, err)
+    except Exception:  # noqa: BLE001 - a catalog bug must not fail an ingest
+        log.exception("%s: not indexed (a bug? please report it)", record_path)
+    return False
+
+
+__all__ = [
+    "STATUS_CHOICES",
+    "Catalog",
+    "CatalogFilters",
+    "CatalogRow",
+    "SyncResult",
+    "catalog_db_path",
+    "index_record",
+    "iter_sidecars",
+    "open_catalog",
+    "read_sidecars",
+    "record_id",
+    "status_group",
+]

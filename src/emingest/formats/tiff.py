@@ -87,7 +87,10 @@ class TiffVolume(FileVolume):
         except (tifffile.TiffFileError, ValueError, IndexError, struct_error()) as err:
             raise UnsupportedFormatError(f"{path}: not a readable TIFF ({err})") from err
         shape = _spatial_axes(series, Path(path))
-        _check_complete_ifd_chain(self._tif, Path(path))
+        try:
+            _check_complete_ifd_chain(self._tif, Path(path))
+        except tifffile.TiffFileError as err:
+            raise ConversionError(f"{path}: truncated or corrupt TIFF: {err}") from err
         dtype = np.dtype(series.dtype)
         if self._tif.is_ome:
             voxel, header = _ome_voxel(self._tif)
