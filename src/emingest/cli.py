@@ -356,6 +356,39 @@ def ingest_openorganelle(
     )
 
 
+@ingest_app.command("flyem")
+def ingest_flyem(
+    via: Annotated[str, typer.Option(help="dvid or precomputed")] = "dvid",
+    box: Annotated[
+        str | None, typer.Option(help="z0:z1,y0:y1,x0:x1 in absolute voxels (half-open)")
+    ] = None,
+    crop: Annotated[
+        int | None, typer.Option(help="Random cube of N voxels (default 1000 without --box)")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the random crop (recorded; drawn if unset)")
+    ] = None,
+    scale: Annotated[int | None, typer.Option(help="Precomputed scale index")] = None,
+    dvid_url: Annotated[str | None, typer.Option(help="[sources.flyem.dvid_url]")] = None,
+    precomputed_url: Annotated[
+        str | None, typer.Option(help="[sources.flyem.precomputed_url]")
+    ] = None,
+    config: ConfigOpt = None,
+    data_root: DataRootOpt = None,
+    workers: WorkersOpt = None,
+    chunk: ChunkOpt = None,
+    shard: ShardOpt = None,
+    levels: LevelsOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Copy a box or a seeded random crop of the FlyEM hemibrain (DVID or precomputed)."""
+    settings = _settings(
+        config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
+    )
+    settings = _with_source(settings, "flyem", dvid_url=dvid_url, precomputed_url=precomputed_url)
+    _ingest("flyem", [], settings, force=force, via=via, box=box, crop=crop, seed=seed, scale=scale)
+
+
 # What `emingest demo` ingests from each replica (the datasets users know, at replica size).
 DEMO_DATASETS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "idr": (["9846137"], {}),

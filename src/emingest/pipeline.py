@@ -356,7 +356,9 @@ class Pipeline:
             journal.mark_done(0, idx)
             self.progress.advance(label, done)
 
-        tasks: list[Callable[[], None]] = [run_digest]
+        # A remote reader is not read twice: its digest comes from the level 0 just written.
+        from_store = getattr(reader, "digest_from_store", False)
+        tasks: list[Callable[[], None]] = [] if from_store else [run_digest]
         for idx, region in iter_tiles(shape, tile):
             if journal.is_done(0, idx):
                 nbytes = region_nbytes(region, itemsize)
@@ -384,6 +386,8 @@ class Pipeline:
 
                 tasks.append(level_tile)
             self._run_tasks(tasks)
+        if from_store:
+            return _digest_from_store(writer, shape, dtype, budget)
         if not digest_done.is_set():  # pragma: no cover - _run_tasks waited for it
             raise ConversionError(f"{label}: digest did not finish")
         return digest
@@ -419,14 +423,11 @@ class Pipeline:
 
                 tasks.append(copy_tile)
             self._run_tasks(tasks)
+        if getattr(reader, "digest_from_store", False):
+            return _digest_from_store(writer, levels[0].shape, dtype, budget)
         digest = StreamingDigest(dtype)
-        from_store = getattr(reader, "digest_from_store", False)
-        shape = levels[0].shape
-        # Bands of whole chunk rows where the budget allows: each chunk is then decoded once.
-        band_budget = max(budget, block[0] * shape[1] * shape[2] * itemsize)
-        band_budget = min(band_budget, 4 * budget)
-        for band in plane_bands(shape, itemsize, band_budget):
-            digest.update(writer.read(0, band) if from_store else reader.read_level(0, band))
+        for band in plane_bands(levels[0].shape, itemsize, budget):
+            digest.update(reader.read_level(0, band))
         return digest
 
     def _run_tasks(self, tasks: list[Callable[[], None]]) -> None:
@@ -440,6 +441,19 @@ class Pipeline:
             f.cancel()
         wait(pending)
         raise failed.exception()  # type: ignore[misc]
+
+
+def _digest_from_store(
+    writer: OmeZarrWriter, shape: Sequence[int], dtype: np.dtype[Any], budget: int
+) -> StreamingDigest:
+    """sha256 + statistics from the written level 0, in C order. Bands of whole chunk rows
+    where the budget allows (up to 4x), so each chunk is decoded once."""
+    digest = StreamingDigest(dtype)
+    rows = writer.write_block[0] * shape[1] * shape[2] * dtype.itemsize
+    band_budget = min(max(budget, rows), 4 * budget)
+    for band in plane_bands(shape, dtype.itemsize, band_budget):
+        digest.update(writer.read(0, band))
+    return digest
 
 
 def _drop_raw(paths: Sequence[Path]) -> None:

@@ -38,7 +38,14 @@ def clear_faults(empiar: EmpiarReplica) -> Iterator[None]:
     empiar.faults.clear()
 
 
-def settings_for(tmp_path: Path, empiar: EmpiarReplica, *, ftp_first: bool = False, **src: Any):
+def settings_for(
+    tmp_path: Path,
+    empiar: EmpiarReplica,
+    *,
+    ftp_first: bool = False,
+    transport: dict[str, Any] | None = None,
+    **src: Any,
+):
     http, ftp = empiar.files_http_url, empiar.files_ftp_url
     return load_settings(
         environ={},
@@ -54,9 +61,15 @@ def settings_for(tmp_path: Path, empiar: EmpiarReplica, *, ftp_first: bool = Fal
                     "api_url": empiar.api_url,
                     "files_url": ftp if ftp_first else http,
                     "fallback_files_url": http if ftp_first else ftp,
-                    "timeout_s": 5,
-                    "stall_timeout_s": 0.5,
                     **src,
+                    "transport": {
+                        "connect_timeout_s": 5,
+                        "read_timeout_s": 5,
+                        "stall_timeout_s": 0.5,
+                        "backoff_initial_s": 0.05,
+                        "backoff_max_s": 0.5,
+                        **(transport or {}),
+                    },
                 }
             },
         },
@@ -236,7 +249,7 @@ def test_stalls_and_503s_are_survived(tmp_path: Path, empiar: EmpiarReplica) -> 
     faults.stall_every = 5
     faults.stall_s = 2.0
     faults.truncate_every = 7
-    settings = settings_for(tmp_path, empiar, max_connections=4)
+    settings = settings_for(tmp_path, empiar, transport={"per_host_connections": 4})
     results = run(settings, ["11759", "10310"])
     assert [r.status for r in results] == ["complete"] * 3
     np.testing.assert_array_equal(stored(results[0]), empiar.expected_stack())

@@ -20,6 +20,7 @@ BUILTIN_SOURCES: dict[str, str] = {
     "empiar": "emingest.sources.empiar:EmpiarSource",
     "epfl": "emingest.sources.epfl:EpflSource",
     "openorganelle": "emingest.sources.openorganelle:OpenOrganelleSource",
+    "flyem": "emingest.sources.flyem:FlyEMSource",
 }
 
 ENTRY_POINT_GROUP = "emingest.sources"

@@ -12,22 +12,20 @@ sometimes forgets names, so the imageset's ``num_images_or_tilt_series`` is auth
 shortfall is looked up in the other listing, then filled by probing the missing numbers of the
 file-name series; what still lacks is recorded, never ignored (archives.md §2.4).
 
-A stack's reader starts the slice downloads (in z order, ``max_connections`` at a time) when it
-is opened and serves each z-range as soon as its slices are on disk, reading row bands straight
-from the files: memory follows the tile asked for, not the entry.
+Bytes move through :mod:`emingest.transports` (``transport`` sub-section: timeouts, stalls,
+retries, per-host connections); this module keeps only EMPIAR's knowledge (addresses, the
+autoindex, the entry layout). A stack's reader starts the slice downloads (in z order,
+``transport.per_host_connections`` at a time) when it is opened and serves each z-range as soon
+as its slices are on disk, reading row bands straight from the files: memory follows the tile
+asked for, not the entry.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import ftplib
-import hashlib
 import logging
-import os
-import random
 import re
 import threading
-import time
 import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from natsort import natsorted
+from pydantic import Field
 
 from emingest.config import Settings
 from emingest.errors import (
@@ -45,7 +44,6 @@ from emingest.errors import (
     EntryNotFoundError,
     RemoteFormatError,
     SourceError,
-    TransientSourceError,
     UnsupportedFormatError,
 )
 from emingest.formats.base import FileVolume, check_region
@@ -53,6 +51,14 @@ from emingest.formats.dm3 import DM_SUFFIXES, DmImage, DmVolume, read_dm_header
 from emingest.formats.mrc import MRC_SUFFIXES, MrcVolume
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.transports import (
+    DownloadedFile,
+    Downloader,
+    TransportSettings,
+    local_path,
+    safe_name,
+)
+from emingest.transports.download import done_marker
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +78,20 @@ class EmpiarSettings(SourceSettings):
     fallback_files_url: str | None = "ftp://ftp.ebi.ac.uk/empiar/world_availability"
     """The same tree over the other protocol, for listings when ``files_url`` fails."""
     cache_dir: Path | None = None
-    """Downloads go to ``cache_dir/EMPIAR-n/<path>``; None: ``<data_root>/empiar/EMPIAR-n/raw``."""
+    """Downloads go to ``cache_dir/EMPIAR-n/<path>`` (else ``transport.cache_dir/EMPIAR-n/<path>``);
+    None: ``<data_root>/empiar/EMPIAR-n/raw/<path>``."""
     z_spacing_nm: float | None = None
     """Slice spacing of 2-D slice stacks whose files carry none (SBF-SEM tags win)."""
     stack_slices: bool = True
     """Stack numbered 2-D slices into one volume; False: one volume per file."""
-    max_connections: int = 8
-    """Parallel connections per host (EBI throttles above ~8)."""
-    timeout_s: float = 30.0
-    """Connect timeout and the limit of a listing or API call."""
-    stall_timeout_s: float = 12.0
-    """A download that receives nothing for this long is abandoned and resumed."""
-    retries: int = 6
     listing_depth: int = 4
     """How deep below an imageset's directory listings descend."""
     calibration_tolerance: float = 0.02
     """Relative difference above which file and API pixel sizes are said to disagree."""
+    transport: TransportSettings = Field(
+        default_factory=lambda: TransportSettings.model_validate({})
+    )
+    """Timeouts, stall timeout, retries and per-host connections (EBI throttles above 8)."""
 
 
 @dataclass
@@ -134,15 +138,19 @@ class EmpiarSource:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.options: EmpiarSettings = source_settings(settings, self.name, EmpiarSettings)  # type: ignore[assignment]
-        self.net = EmpiarNet(
-            timeout_s=self.options.timeout_s,
-            stall_timeout_s=self.options.stall_timeout_s,
-            retries=self.options.retries,
-            max_connections=self.options.max_connections,
-        )
+        cache_dir = self.options.cache_dir or self.options.transport.cache_dir
+        if cache_dir is not None:
+            self._cache_root, self._layout = Path(cache_dir), "EMPIAR-{}"
+        else:
+            self._cache_root = Path(settings.storage.data_root) / "empiar"
+            self._layout = "EMPIAR-{}/raw"
+        self.net = EmpiarNet(self.options.transport, self._cache_root)
         self._plans: dict[str, _Plan] = {}
         self._infos: dict[VolumeRef, VolumeInfo] = {}
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.net.close()
 
     # -- discover ------------------------------------------------------------------------------
 
@@ -317,12 +325,15 @@ class EmpiarSource:
                 listing.get("missing_count"),
                 listing["gaps"],
             )
-        listing["ignored"] = sorted(f.rel for f in listed if f.suffix not in SUPPORTED_SUFFIXES)
+        listing["ignored"] = sorted(
+            f.rel for f in listed if f.suffix not in SUPPORTED_SUFFIXES and not f.refused
+        )
+        listing["refused"] = sorted(f.rel for f in listed if f.refused)
         return _Imageset(index, record, directory, files, listing)
 
     def _select(self, listed: list[RemoteFile], record: dict[str, Any]) -> list[RemoteFile]:
         """The imageset's image files, by ``micrographs_file_pattern`` where it matches."""
-        files = [f for f in listed if f.suffix in SUPPORTED_SUFFIXES]
+        files = [f for f in listed if f.suffix in SUPPORTED_SUFFIXES and not f.refused]
         pattern = str(record.get("micrographs_file_pattern") or "").strip().lstrip("/")
         if pattern:
             matched = [
@@ -369,14 +380,10 @@ class EmpiarSource:
 
     # -- describe ------------------------------------------------------------------------------
 
-    def _cache_root(self, accession: str) -> Path:
-        if self.options.cache_dir is not None:
-            return Path(self.options.cache_dir) / f"EMPIAR-{accession}"
-        return Path(self.settings.storage.data_root) / "empiar" / f"EMPIAR-{accession}" / "raw"
-
     def _member(self, accession: str, rel: str) -> _Member:
         url = self.net.url(self.options.files_url, accession, rel)
-        return _Member(rel, url, self.net.local_path(self._cache_root(accession), rel))
+        name = f"{self._layout.format(accession)}/{rel}"
+        return _Member(rel, url, name, self.net.local_path(name))
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
         accession = parse_accession(ref.source_id)
@@ -452,7 +459,7 @@ class EmpiarSource:
             raw_paths=[m.path for m in members],
             files=[{"name": m.rel, "url": m.url, "size_bytes": 0, "sha256": None} for m in members],
         )
-        info.files[0].update(first.digest())
+        info.files[0].update(_digest(members[0], first))
         with self._lock:
             self._infos[ref] = info
         return info
@@ -468,11 +475,10 @@ class EmpiarSource:
         members = [self._member(accession, rel) for rel in ref.get("members")]
         cleanup = not self.settings.storage.keep_raw
         if ref.get("kind") == "stack":
-            return StackReader(
-                members, info, self.net, workers=self.options.max_connections, cleanup=cleanup
-            )
+            workers = self.options.transport.per_host_connections
+            return StackReader(members, info, self.net, workers=workers, cleanup=cleanup)
         got = self.net.fetch(members[0])
-        info.files[0].update(got.digest())
+        info.files[0].update(_digest(members[0], got))
         return _open_file(got.path, self.options.z_spacing_nm)
 
 
@@ -481,9 +487,15 @@ class EmpiarSource:
 
 @dataclass
 class _Member:
-    rel: str
+    rel: str  # in the entry
     url: str
+    name: str  # below the cache root
     path: Path
+
+
+def _digest(member: _Member, got: DownloadedFile) -> dict[str, Any]:
+    """The record's ``files`` item of a member: its path in the entry, URL, size, sha256."""
+    return {**got.as_file_digest(), "name": member.rel}
 
 
 @dataclass
@@ -577,7 +589,7 @@ class StackReader:
     def _load(self, z: int) -> _Plane:
         member = self._members[z]
         got = self._net.fetch(member, cancel=self._cancel)
-        self._info.files[z].update(got.digest())
+        self._info.files[z].update(_digest(member, got))
         plane = _open_plane(got.path)
         if plane.plane_shape != tuple(self.shape[1:]) or plane.dtype != self.dtype:
             raise ConversionError(
@@ -617,6 +629,7 @@ class StackReader:
         if self._cleanup:
             for m in self._members:
                 m.path.unlink(missing_ok=True)
+                done_marker(m.path).unlink(missing_ok=True)
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -727,8 +740,7 @@ def _candidates(files: list[RemoteFile], shortfall: int) -> list[str]:
 __all__ = ["EmpiarSettings", "EmpiarSource", "StackReader", "parse_accession", "series_key"]
 
 
-# -- bytes: a minimal transport (HTTP Range resume, FTP REST resume, stalls, retries) ----------
-# Kept here until emingest.transports lands; the source only uses the EmpiarNet methods below.
+# -- bytes: EMPIAR's addresses and listings over emingest.transports -------------------------
 
 
 @dataclass(frozen=True)
@@ -737,6 +749,8 @@ class RemoteFile:
 
     rel: str
     size: int | None = None
+    refused: bool = False
+    """The listing named it, but not safely (``..``, separators, control characters)."""
 
     @property
     def name(self) -> str:
@@ -750,16 +764,6 @@ class RemoteFile:
     @property
     def suffix(self) -> str:
         return PurePosixPath(self.rel).suffix.lower()
-
-
-@dataclass(frozen=True)
-class _Got:
-    path: Path
-    size: int
-    sha256: str
-
-    def digest(self) -> dict[str, Any]:
-        return {"size_bytes": self.size, "sha256": self.sha256}
 
 
 class _Hrefs(HTMLParser):
@@ -788,27 +792,18 @@ def parse_autoindex(html: str) -> list[str]:
 
 
 class EmpiarNet:
-    """Listings, existence checks and downloads over HTTP(S) and FTP, with the retry policy:
-    transient failures (timeouts, resets, stalls, 429/5xx) back off and resume where they
-    stopped; ``Retry-After`` is honoured; at most ``max_connections`` per host."""
+    """EMPIAR's tree over :mod:`emingest.transports`: API calls and autoindex pages by
+    :class:`HttpTransport`, FTP listings by :class:`FtpTransport`, files by
+    :class:`Downloader` (resume, stalls, retries with ``Retry-After``, safe names, sha256), all
+    under one per-host connection limit shared by HTTP and FTP."""
 
-    def __init__(
-        self, *, timeout_s: float, stall_timeout_s: float, retries: int, max_connections: int
-    ) -> None:
-        import requests
+    def __init__(self, transport: TransportSettings, cache_dir: Path) -> None:
+        self.downloader = Downloader(transport, cache_dir)
+        self.http = self.downloader.http
+        self.ftp = self.downloader.ftp
 
-        self.timeout_s = timeout_s
-        self.stall_timeout_s = stall_timeout_s
-        self.retries = retries
-        self.max_connections = max(1, max_connections)
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.max_connections + 2)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._hosts: dict[str, threading.BoundedSemaphore] = {}
-        self._paths: dict[Path, threading.Lock] = {}
-        self._digests: dict[Path, _Got] = {}
-        self._lock = threading.Lock()
+    def close(self) -> None:
+        self.downloader.close()
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -819,94 +814,37 @@ class EmpiarNet:
 
     @staticmethod
     def listing_method(root: str) -> str:
-        return "ftp listing" if root.lower().startswith("ftp://") else "http autoindex"
+        return "ftp listing" if _is_ftp(root) else "http autoindex"
 
-    @staticmethod
-    def local_path(cache_root: Path, rel: str) -> Path:
-        """A cache path that stays under ``cache_root`` whatever the archive named the file."""
-        parts = [p for p in PurePosixPath(rel).parts if p not in ("", ".", "..", "/")]
-        safe = [re.sub(r"[^A-Za-z0-9._+@=-]+", "_", p).lstrip(".") or "_" for p in parts]
-        return cache_root.joinpath(*safe) if safe else cache_root / "_"
-
-    def _host(self, url: str) -> threading.BoundedSemaphore:
-        host = urllib.parse.urlsplit(url).netloc
-        with self._lock:
-            sem = self._hosts.get(host)
-            if sem is None:
-                sem = self._hosts[host] = threading.BoundedSemaphore(self.max_connections)
-            return sem
-
-    # -- the retry loop --------------------------------------------------------------------
-
-    def _retrying(self, what: str, attempt_fn: Any, cancel: threading.Event | None = None) -> Any:
-        import requests
-
-        delay = 0.25
-        for attempt in range(self.retries + 1):
-            try:
-                return attempt_fn()
-            except (TransientSourceError, requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError, OSError, EOFError,
-                    ftplib.error_temp) as err:  # fmt: skip
-                if isinstance(err, EntryNotFoundError | ftplib.error_perm):
-                    raise
-                if attempt == self.retries:
-                    raise TransientSourceError(
-                        f"{what}: gave up after {attempt + 1} attempts: {err}"
-                    ) from err
-                wait = getattr(err, "retry_after", None)
-                wait = (
-                    min(float(wait), 120.0) if wait is not None else delay * (1 + random.random())
-                )
-                delay = min(delay * 2, 10.0)
-                log.info("%s: %s; retry %d in %.1f s", what, err, attempt + 1, wait)
-                if cancel is not None and cancel.wait(wait):
-                    raise SourceError(f"{what}: cancelled") from err
-                if cancel is None:
-                    time.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    def _status(response: Any, what: str) -> None:
-        code = response.status_code
-        if code == 404:
-            raise EntryNotFoundError(f"{what}: not found (404) at {response.url}")
-        if code == 429 or code >= 500:
-            ra = response.headers.get("Retry-After")
-            try:
-                retry_after = float(ra) if ra is not None else None
-            except ValueError:
-                retry_after = None
-            raise TransientSourceError(
-                f"{what}: HTTP {code} from {response.url}", retry_after=retry_after
-            )
-        if code >= 400:
-            raise SourceError(f"{what}: HTTP {code} from {response.url}")
+    def local_path(self, name: str) -> Path:
+        """Where the cache keeps ``name`` (a path below the cache root); an unsafe name
+        raises :class:`RemoteFormatError` (:func:`emingest.transports.local_path`)."""
+        return local_path(self.downloader.cache_dir, name)
 
     # -- API and listings ------------------------------------------------------------------
 
     def get_json(self, url: str, what: str) -> Any:
-        def attempt() -> Any:
-            with self._host(url):
-                r = self.session.get(url, timeout=self.timeout_s)
-            if r.status_code == 404:
-                raise EntryNotFoundError(f"{what}: no such EMPIAR entry ({url} answered 404)")
-            self._status(r, what)
-            try:
-                return r.json()
-            except ValueError as err:
-                raise RemoteFormatError(f"{url}: not JSON: {err}") from err
-
-        return self._retrying(what, attempt)
+        try:
+            return self.http.get_json(url)
+        except EntryNotFoundError as err:
+            raise EntryNotFoundError(f"{what}: no such EMPIAR entry ({url}: {err})") from err
 
     def list_tree(self, root: str, accession: str, directory: str, depth: int) -> list[RemoteFile]:
-        """Files below ``directory`` of the entry, ``depth`` folder levels deep."""
+        """Files below ``directory`` of the entry, ``depth`` folder levels deep. A name that
+        is not a safe path component is returned ``refused`` (and never descended into)."""
         out: list[RemoteFile] = []
         pending = [(directory.strip("/"), 0)]
         while pending:
             folder, level = pending.pop(0)
-            for name, size, is_dir in self._list_dir(root, accession, folder):
+            url = self.url(root, accession, folder) + "/"
+            for name, size, is_dir in self._list_dir(url):
                 rel = f"{folder}/{name}" if folder else name
+                try:
+                    safe_name(name, where=url)
+                except RemoteFormatError as err:
+                    log.warning("EMPIAR-%s: %s", accession, err)
+                    out.append(RemoteFile(rel, size, refused=True))
+                    continue
                 if is_dir:
                     if level + 1 < depth:
                         pending.append((rel, level + 1))
@@ -914,177 +852,34 @@ class EmpiarNet:
                     out.append(RemoteFile(rel, size))
         return out
 
-    def _list_dir(
-        self, root: str, accession: str, folder: str
-    ) -> list[tuple[str, int | None, bool]]:
-        url = self.url(root, accession, folder) + "/"
-        what = f"listing {url}"
-        if root.lower().startswith("ftp://"):
-            return self._retrying(what, lambda: self._ftp_list(url))
-
-        def attempt() -> list[tuple[str, int | None, bool]]:
-            with self._host(url):
-                r = self.session.get(url, timeout=self.timeout_s)
-            if r.status_code == 404:
-                raise EntryNotFoundError(f"{what}: no such folder (404)")
-            self._status(r, what)
-            return [(n.rstrip("/"), None, n.endswith("/")) for n in parse_autoindex(r.text)]
-
-        return self._retrying(what, attempt)
-
-    def _ftp(self, url: str) -> tuple[ftplib.FTP, str]:
-        parts = urllib.parse.urlsplit(url)
-        ftp = ftplib.FTP()
-        ftp.connect(parts.hostname or "", parts.port or 21, timeout=self.stall_timeout_s)
-        ftp.login(parts.username or "anonymous", parts.password or "anonymous@")
-        return ftp, urllib.parse.unquote(parts.path)
-
-    def _ftp_list(self, url: str) -> list[tuple[str, int | None, bool]]:
-        with self._host(url):
-            ftp, path = self._ftp(url)
-            try:
-                try:
-                    facts = list(ftp.mlsd(path.rstrip("/") or "/", facts=["type", "size"]))
-                    return [
-                        (n, _as_int(f.get("size")), f.get("type") == "dir")
-                        for n, f in facts
-                        if f.get("type") in ("file", "dir")
-                    ]
-                except ftplib.error_perm:  # no MLSD: NLST, and folders are names without a dot
-                    names = [PurePosixPath(n).name for n in ftp.nlst(path)]
-                    return [(n, None, "." not in n) for n in names]
-            finally:
-                _ftp_close(ftp)
+    def _list_dir(self, url: str) -> list[tuple[str, int | None, bool]]:
+        if _is_ftp(url):
+            # NLST says nothing of types: folders are the names without a dot
+            return [
+                (e.name, e.size, e.is_dir if e.is_dir is not None else "." not in e.name)
+                for e in self.ftp.list_dir(url)
+            ]
+        page = self.http.get_bytes(url).decode("utf-8", "replace")
+        return [(n.rstrip("/"), None, n.endswith("/")) for n in parse_autoindex(page)]
 
     def exists(self, root: str, accession: str, rel: str) -> int | None:
-        """The size of a file the listing did not show, or None when it does not exist."""
+        """The size of a file the listing did not show (HEAD / FTP ``SIZE``), or None when it
+        does not exist or its size is unknown."""
         url = self.url(root, accession, rel)
-
-        def attempt() -> int | None:
-            with self._host(url):
-                if url.lower().startswith("ftp://"):
-                    ftp, path = self._ftp(url)
-                    try:
-                        ftp.voidcmd("TYPE I")
-                        return ftp.size(path)
-                    except ftplib.error_perm:
-                        return None
-                    finally:
-                        _ftp_close(ftp)
-                r = self.session.head(url, timeout=self.timeout_s, allow_redirects=True)
-            if r.status_code == 404:
-                return None
-            self._status(r, f"HEAD {url}")
-            return _as_int(r.headers.get("Content-Length"))
-
-        return self._retrying(f"HEAD {url}", attempt)  # type: ignore[no-any-return,unused-ignore]
+        try:
+            return self.ftp.size(url) if _is_ftp(url) else self.http.head(url).size
+        except EntryNotFoundError:
+            return None
 
     # -- downloads -------------------------------------------------------------------------
 
-    def fetch(self, member: Any, cancel: threading.Event | None = None) -> _Got:
-        """``member.url`` into ``member.path`` (temp ``.part`` file, resumed, then renamed);
-        a file already in the cache is reused. Returns its size and sha256."""
-        path: Path = member.path
-        with self._lock:
-            lock = self._paths.setdefault(path, threading.Lock())
-        with lock:
-            got = self._digests.get(path)
-            if got is not None and path.exists():
-                return got
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                part = path.with_name(path.name + ".part")
-                what = f"download {member.url}"
-                if member.url.lower().startswith("ftp://"):
-                    fn = lambda: self._ftp_get(member.url, part, cancel)  # noqa: E731
-                else:
-                    fn = lambda: self._http_get(member.url, part, cancel)  # noqa: E731
-                self._retrying(what, fn, cancel)
-                os.replace(part, path)
-            got = _Got(path, path.stat().st_size, _sha256(path))
-            self._digests[path] = got
-            return got
-
-    def _http_get(self, url: str, part: Path, cancel: threading.Event | None) -> None:
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        # The read timeout is the stall detector: no byte for stall_timeout_s -> retry.
-        timeout = (self.timeout_s, self.stall_timeout_s)
-        with (
-            self._host(url),
-            self.session.get(url, headers=headers, stream=True, timeout=timeout) as r,
-        ):
-            if r.status_code == 416 and have:
-                total = _content_range_total(r.headers.get("Content-Range"))
-                if total == have:
-                    return
-                part.unlink(missing_ok=True)
-                raise TransientSourceError(f"{url}: stale partial download restarted")
-            self._status(r, f"GET {url}")
-            if r.status_code == 206:
-                start = _content_range_start(r.headers.get("Content-Range"))
-                if start != have:
-                    part.unlink(missing_ok=True)
-                    raise TransientSourceError(f"{url}: server resumed at {start}, not {have}")
-                total = _content_range_total(r.headers.get("Content-Range"))
-            else:
-                have = 0
-                total = _as_int(r.headers.get("Content-Length"))
-            with open(part, "ab" if have else "wb") as fh:
-                for chunk in r.iter_content(1 << 20):
-                    if cancel is not None and cancel.is_set():
-                        raise SourceError(f"{url}: download cancelled")
-                    fh.write(chunk)
-        got = part.stat().st_size
-        if total is not None and got != total:
-            raise TransientSourceError(f"{url}: body ended at byte {got} of {total}; resuming")
-
-    def _ftp_get(self, url: str, part: Path, cancel: threading.Event | None) -> None:
-        have = part.stat().st_size if part.exists() else 0
-        with self._host(url):
-            ftp, path = self._ftp(url)
-            try:
-                ftp.voidcmd("TYPE I")
-                total = ftp.size(path)
-                if total is not None and have >= total:
-                    if have == total:
-                        return
-                    have = 0
-                with open(part, "ab" if have else "wb") as fh:
-
-                    def write(block: bytes) -> None:
-                        if cancel is not None and cancel.is_set():
-                            raise SourceError(f"{url}: download cancelled")
-                        fh.write(block)
-
-                    ftp.retrbinary(f"RETR {path}", write, blocksize=1 << 20, rest=have or None)
-            finally:
-                _ftp_close(ftp)
-        got = part.stat().st_size
-        if total is not None and got != total:
-            raise TransientSourceError(f"{url}: transfer ended at byte {got} of {total}")
+    def fetch(self, member: _Member, cancel: threading.Event | None = None) -> DownloadedFile:
+        """``member.url`` into the cache as ``member.name`` (resumed, verified, sha256); a
+        finished download is served from the cache. ``cancel`` stops files not yet started."""
+        if cancel is not None and cancel.is_set():
+            raise SourceError(f"{member.url}: download cancelled")
+        return self.downloader.fetch(member.url, member.name)
 
 
-def _ftp_close(ftp: ftplib.FTP) -> None:
-    try:
-        ftp.quit()
-    except (OSError, EOFError, ftplib.Error):
-        ftp.close()
-
-
-def _content_range_start(value: str | None) -> int | None:
-    m = re.match(r"bytes (\d+)-", value or "")
-    return int(m.group(1)) if m else None
-
-
-def _content_range_total(value: str | None) -> int | None:
-    m = re.search(r"/(\d+)\s*$", value or "")
-    return int(m.group(1)) if m else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+def _is_ftp(url: str) -> bool:
+    return url.lower().startswith("ftp://")

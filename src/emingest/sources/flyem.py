@@ -82,7 +82,7 @@ class FlyEMSettings(SourceSettings):
         16, ge=1, description="Precomputed: tensorstore's chunk GETs in flight"
     )
     transport: TransportSettings = Field(
-        default_factory=lambda: TransportSettings(),
+        default_factory=lambda: TransportSettings.model_validate({}),
         description="Timeouts, retries and per-host connections of the DVID and info requests",
     )
 

@@ -1,0 +1,366 @@
+"""The catalog in an embedded SQLite file (stdlib ``sqlite3``, WAL mode).
+
+One table, one row per record: the columns ``catalog list`` filters on, indexed, plus the full
+record JSON. The file is only an index: a missing, corrupt or outdated one is rebuilt from the
+sidecars. Every change is one SQLite transaction, so a crash mid-sync leaves the previous index
+whole; a corrupt file is replaced by a new one built beside it under a temporary name and
+renamed over it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from emingest.catalog import (
+    CatalogFilters,
+    CatalogRow,
+    SyncResult,
+    read_sidecars,
+    status_group,
+)
+from emingest.errors import CatalogError
+from emingest.records import VolumeRecord
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1  # PRAGMA user_version; a file with another version is rebuilt
+_COLUMNS = (
+    "id",
+    "source",
+    "source_id",
+    "name",
+    "status",
+    "status_group",
+    "dtype",
+    "shape_z",
+    "shape_y",
+    "shape_x",
+    "voxel_z",
+    "voxel_y",
+    "voxel_x",
+    "nbytes",
+    "file_size_bytes",
+    "sha256",
+    "description",
+    "record_path",
+    "timestamp",
+    "record_json",
+)
+_SCHEMA = """
+CREATE TABLE records (
+    id TEXT PRIMARY KEY NOT NULL,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_group TEXT NOT NULL,
+    dtype TEXT,
+    shape_z INTEGER, shape_y INTEGER, shape_x INTEGER,
+    voxel_z REAL, voxel_y REAL, voxel_x REAL,
+    nbytes INTEGER,
+    file_size_bytes INTEGER,
+    sha256 TEXT,
+    description TEXT NOT NULL,
+    record_path TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    record_json TEXT NOT NULL
+);
+CREATE INDEX records_source ON records (source);
+CREATE INDEX records_status ON records (status_group);
+CREATE INDEX records_dtype ON records (dtype);
+CREATE INDEX records_shape ON records (shape_z, shape_y, shape_x);
+CREATE INDEX records_voxel ON records (voxel_z, voxel_y, voxel_x);
+"""
+_INSERT = (
+    f"INSERT OR REPLACE INTO records ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_STATUS_GROUPS = {
+    "complete": "complete",
+    "error": "error",
+    "saving-data": "in-progress",
+    "in-progress": "in-progress",
+}
+
+
+def _is_corruption(err: sqlite3.DatabaseError) -> bool:
+    name = getattr(err, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return True
+    text = str(err).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def _row_values(row: CatalogRow) -> tuple[Any, ...]:
+    shape = row.shape or (None, None, None)
+    voxel = row.voxel_size_nm or (None, None, None)
+    return (
+        row.id,
+        row.source,
+        row.source_id,
+        row.name,
+        row.status,
+        status_group(row.status),
+        row.dtype,
+        *shape,
+        *voxel,
+        row.nbytes,
+        row.file_size_bytes,
+        row.sha256,
+        row.description,
+        row.record_path,
+        row.timestamp,
+        json.dumps(row.record, sort_keys=True),
+    )
+
+
+def _from_db(values: sqlite3.Row) -> CatalogRow:
+    shape = (values["shape_z"], values["shape_y"], values["shape_x"])
+    voxel = (values["voxel_z"], values["voxel_y"], values["voxel_x"])
+    return CatalogRow(
+        id=values["id"],
+        source=values["source"],
+        source_id=values["source_id"],
+        name=values["name"],
+        status=values["status"],
+        dtype=values["dtype"],
+        shape=shape if None not in shape else None,
+        voxel_size_nm=voxel if None not in voxel else None,
+        nbytes=values["nbytes"],
+        file_size_bytes=values["file_size_bytes"],
+        sha256=values["sha256"],
+        description=values["description"],
+        record_path=values["record_path"],
+        timestamp=values["timestamp"],
+        record=json.loads(values["record_json"]),
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _fill(conn: sqlite3.Connection, rows: Iterable[CatalogRow], *, clear: bool) -> None:
+    if clear:
+        conn.execute("DELETE FROM records")
+    conn.executemany(_INSERT, (_row_values(r) for r in rows))
+
+
+class SQLiteCatalog:
+    """The :class:`~emingest.catalog.Catalog` in one SQLite file.
+
+    ``data_root``, when given, lets the catalog heal itself on open: a missing, corrupt or
+    outdated file is rebuilt from the sidecars under it.
+    """
+
+    def __init__(self, db_path: Path | str, *, data_root: Path | str | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.data_root = Path(data_root) if data_root is not None else None
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CatalogError(f"{self.db_path}: cannot create its folder: {err}") from err
+        try:
+            self._conn = self._open()
+        except sqlite3.DatabaseError as err:
+            if not _is_corruption(err):
+                raise CatalogError(f"{self.db_path}: cannot open the catalog: {err}") from err
+            log.warning(
+                "%s: catalog database is corrupt (%s); rebuilding it from the sidecars",
+                self.db_path,
+                err,
+            )
+            self._conn = self._replace_file(self._sidecar_rows())
+
+    # -- opening and rebuilding ---------------------------------------------------------------
+
+    def _sidecar_rows(self) -> list[CatalogRow]:
+        if self.data_root is None:
+            return []
+        rows, result = read_sidecars(self.data_root)
+        for path, reason in result.skipped:
+            log.warning("%s: not indexed: %s", path, reason)
+        return rows
+
+    def _open(self) -> sqlite3.Connection:
+        conn = _connect(self.db_path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                has_table = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='records'"
+                ).fetchone()
+                if version != SCHEMA_VERSION or not has_table:
+                    if has_table:
+                        log.info(
+                            "%s: catalog schema %s is outdated; rebuilding", self.db_path, version
+                        )
+                    self._create_schema(conn)
+                    _fill(conn, self._sidecar_rows(), clear=False)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        conn.execute("DROP TABLE IF EXISTS records")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _replace_file(self, rows: list[CatalogRow]) -> sqlite3.Connection:
+        """Build a new database beside the old file, then rename it over the old one."""
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{self.db_path.name}.", suffix=".tmp", dir=self.db_path.parent
+        )
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            conn = _connect(tmp)
+            try:
+                conn.execute("BEGIN")
+                self._create_schema(conn)
+                _fill(conn, rows, clear=False)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            for suffix in ("-wal", "-shm", "-journal"):
+                Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+            os.replace(tmp, self.db_path)
+        except (OSError, sqlite3.Error) as err:
+            tmp.unlink(missing_ok=True)
+            raise CatalogError(f"{self.db_path}: cannot rebuild the catalog: {err}") from err
+        try:
+            return self._open()
+        except sqlite3.Error as err:
+            raise CatalogError(f"{self.db_path}: cannot open the rebuilt catalog: {err}") from err
+
+    # -- the Catalog protocol -----------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise CatalogError(f"{self.db_path}: the catalog is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise CatalogError(f"{self.db_path}: catalog write failed: {err}") from err
+
+    def upsert(self, record: VolumeRecord, path: Path | str) -> None:
+        row = CatalogRow.from_record(record, path)
+        with self._transaction() as conn:
+            conn.execute(_INSERT, _row_values(row))
+
+    def remove(self, id: str) -> bool:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM records WHERE id = ?", (id,)).rowcount > 0
+
+    def get(self, id: str) -> CatalogRow | None:
+        rows = self._select("WHERE id = ?", [id])
+        return rows[0] if rows else None
+
+    def query(self, filters: CatalogFilters | None = None) -> list[CatalogRow]:
+        f = filters or CatalogFilters()
+        where: list[str] = []
+        params: list[Any] = []
+        if f.source is not None:
+            where.append("source = ?")
+            params.append(f.source)
+        if f.status is not None:
+            where.append("status_group = ?")
+            params.append(_STATUS_GROUPS[f.status])
+        if f.dtype is not None:
+            where.append("dtype = ?")
+            params.append(f.dtype)
+        for bound, op in ((f.voxel_min_nm, ">="), (f.voxel_max_nm, "<=")):
+            if bound is not None:
+                where.append(" AND ".join(f"voxel_{a} {op} ?" for a in "zyx"))
+                params += [float(bound)] * 3
+        for shape, op in ((f.min_shape, ">="), (f.max_shape, "<=")):
+            if shape is not None:
+                where.append(" AND ".join(f"shape_{a} {op} ?" for a in "zyx"))
+                params += [int(n) for n in shape]
+        if f.text:
+            where.append("instr(lower(description), lower(?)) > 0")
+            params.append(f.text)
+        clause = f"WHERE {' AND '.join(f'({w})' for w in where)}" if where else ""
+        return self._select(clause, params)
+
+    def _select(self, clause: str, params: list[Any]) -> list[CatalogRow]:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM records {clause} ORDER BY id"
+        try:
+            return [_from_db(r) for r in self.conn.execute(sql, params)]
+        except sqlite3.Error as err:
+            raise CatalogError(
+                f"{self.db_path}: catalog query failed: {err}; "
+                "`emingest catalog sync` rebuilds the catalog from the sidecars"
+            ) from err
+
+    def sync(self, data_root: Path | str) -> SyncResult:
+        """Re-read every sidecar and replace the index with them in one transaction."""
+        self.data_root = Path(data_root)
+        rows, result = read_sidecars(self.data_root)
+        for path, reason in result.skipped:
+            log.warning("%s: not indexed: %s", path, reason)
+        for id_, path in result.duplicates:
+            log.warning("%s: id %s already indexed from another sidecar; this one wins", path, id_)
+        try:
+            with self._transaction() as conn:
+                _fill(conn, rows, clear=True)
+        except CatalogError as err:
+            cause = err.__cause__
+            if not (isinstance(cause, sqlite3.DatabaseError) and _is_corruption(cause)):
+                raise
+            log.warning("%s: catalog database is corrupt (%s); replacing it", self.db_path, cause)
+            self._conn = self._replace_file(rows)
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SQLiteCatalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteCatalog({str(self.db_path)!r})"
