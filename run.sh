@@ -14,7 +14,10 @@ setup() {
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install --quiet --upgrade pip
   fi
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${extras}]"
+  # constraints.txt pins the tested versions: without it pip backtracks for minutes through
+  # old boto3/moto/s3fs releases (their botocore pins disagree) and can fail.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -c constraints.txt -e ".[${extras}]"
 }
 
 job=${1:-main}

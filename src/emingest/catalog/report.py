@@ -122,17 +122,17 @@ def build_report(data_root: Path | str) -> dict[str, Any]:
         invalid: list[dict[str, Any]] = []
         errors[source] = []
         for s in records:
-            keys.update(s.data)
+            keys.update(s.data.keys())
             extra = s.data.get("additional_metadata")
             extra = extra if isinstance(extra, dict) else {}
-            extra_keys.update(extra)
+            extra_keys.update(extra.keys())
             status = s.data.get("status")
             group = status_group(status)
             groups[group] += 1
             if group == "error":
                 errors[source].append({"path": str(s.path), "status": str(status)})
             if status == STATUS_COMPLETE:
-                complete_extra.update(extra)
+                complete_extra.update(extra.keys())
             missing, problems = _validate(s.data)
             missing_required.update(missing)
             if problems:

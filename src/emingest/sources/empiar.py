@@ -22,11 +22,13 @@ asked for, not the entry.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import re
 import threading
 import urllib.parse
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,13 +53,7 @@ from emingest.formats.dm3 import DM_SUFFIXES, DmImage, DmVolume, read_dm_header
 from emingest.formats.mrc import MRC_SUFFIXES, MrcVolume
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
-from emingest.transports import (
-    DownloadedFile,
-    Downloader,
-    TransportSettings,
-    local_path,
-    safe_name,
-)
+from emingest.transports import DownloadedFile, Downloader, TransportSettings, local_path, safe_name
 from emingest.transports.download import done_marker
 
 log = logging.getLogger(__name__)
@@ -78,8 +74,8 @@ class EmpiarSettings(SourceSettings):
     fallback_files_url: str | None = "ftp://ftp.ebi.ac.uk/empiar/world_availability"
     """The same tree over the other protocol, for listings when ``files_url`` fails."""
     cache_dir: Path | None = None
-    """Downloads go to ``cache_dir/EMPIAR-n/<path>`` (else ``transport.cache_dir/EMPIAR-n/<path>``);
-    None: ``<data_root>/empiar/EMPIAR-n/raw/<path>``."""
+    """Downloads go to ``cache_dir/EMPIAR-n/<path>``; None: ``transport.cache_dir/EMPIAR-n``
+    if set, else ``<data_root>/empiar/EMPIAR-n/raw``."""
     z_spacing_nm: float | None = None
     """Slice spacing of 2-D slice stacks whose files carry none (SBF-SEM tags win)."""
     stack_slices: bool = True
@@ -192,24 +188,22 @@ class EmpiarSource:
                 refs.extend(self._refs_for(plan, iset, chosen))
             if not refs:
                 log.warning("EMPIAR-%s: no supported files selected", plan.accession)
-        names: dict[tuple[str, str], int] = {}
-        for r in refs:
-            names[(r.source_id, r.name)] = names.get((r.source_id, r.name), 0) + 1
+        names = Counter((r.source_id, r.name) for r in refs)
         return [
             r
             if names[(r.source_id, r.name)] == 1
-            else VolumeRef(
-                r.source,
-                r.source_id,
-                f"{r.get('members')[0].rsplit('/', 1)[0].replace('/', '_')}_{r.name}",
-                r.locator,
-                r.extra,
+            else dataclasses.replace(
+                r, name=f"{r.get('members')[0].rsplit('/', 1)[0].replace('/', '_')}_{r.name}"
             )
             for r in refs
         ]
 
     def _refs_for(self, plan: _Plan, iset: _Imageset, chosen: list[RemoteFile]) -> list[VolumeRef]:
-        source_id = f"EMPIAR-{plan.accession}"
+        def ref(name: str, locator: str, kind: str, members: list[RemoteFile]) -> VolumeRef:
+            rels = ("members", tuple(m.rel for m in members))
+            extra = (("kind", kind), ("imageset", iset.index), rels)
+            return VolumeRef(self.name, f"EMPIAR-{plan.accession}", name, locator, extra)
+
         groups: dict[tuple[str, ...], list[RemoteFile]] = {}
         singles: list[RemoteFile] = []
         for f in chosen:
@@ -224,29 +218,11 @@ class EmpiarSource:
                 singles.extend(members)
                 continue
             name = prefix.rstrip("_-. ") or PurePosixPath(parent).name or "stack"
-            refs.append(
-                VolumeRef(
-                    source=self.name,
-                    source_id=source_id,
-                    name=name,
-                    locator=self.net.url(self.options.files_url, plan.accession, parent) + "/",
-                    extra=(
-                        ("kind", "stack"),
-                        ("imageset", iset.index),
-                        ("members", tuple(m.rel for m in members)),
-                    ),
-                )
-            )
+            url = self.net.url(self.options.files_url, plan.accession, parent) + "/"
+            refs.append(ref(name, url, "stack", members))
         for f in singles:
-            refs.append(
-                VolumeRef(
-                    source=self.name,
-                    source_id=source_id,
-                    name=PurePosixPath(f.name).stem,
-                    locator=self.net.url(self.options.files_url, plan.accession, f.rel),
-                    extra=(("kind", "file"), ("imageset", iset.index), ("members", (f.rel,))),
-                )
-            )
+            url = self.net.url(self.options.files_url, plan.accession, f.rel)
+            refs.append(ref(PurePosixPath(f.name).stem, url, "file", [f]))
         order = {f.rel: i for i, f in enumerate(chosen)}
         return sorted(refs, key=lambda r: order[r.get("members")[0]])
 
