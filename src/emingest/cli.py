@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from emingest.catalog.cli import catalog_app
 from emingest.config import Settings, load_settings
 from emingest.errors import ConfigError, EmingestError
 from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
@@ -28,6 +29,7 @@ ingest_app = typer.Typer(help="Ingest volumes from one source.", no_args_is_help
 app.add_typer(ingest_app, name="ingest")
 config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(catalog_app, name="catalog")
 
 log = logging.getLogger("emingest")
 
@@ -90,6 +92,18 @@ def _settings(config: Path | None, **flags: Any) -> Settings:
         raise typer.Exit(2) from err
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (test runners swap it), not the one at start."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(settings: Settings, source: str) -> Path:
     """Log to ``logs/<source>_<YYYYmmdd_HHMMSS>.log`` and to stderr."""
     log_dir = settings.logging.log_dir
@@ -99,6 +113,7 @@ def setup_logging(settings: Settings, source: str) -> Path:
     root.setLevel(settings.logging.level.upper())
     for h in list(root.handlers):
         root.removeHandler(h)
+        h.close()
     fh = logging.FileHandler(path, encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(fh)
@@ -107,7 +122,7 @@ def setup_logging(settings: Settings, source: str) -> Path:
 
         root.addHandler(RichHandler(show_path=False, rich_tracebacks=False))
     else:
-        sh = logging.StreamHandler(sys.stderr)
+        sh = _CurrentStderrHandler()
         sh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         root.addHandler(sh)
     for noisy in ("pyftpdlib", "urllib3", "botocore", "s3fs", "asyncio"):

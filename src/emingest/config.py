@@ -68,12 +68,19 @@ class LogSettings(_Section):
     level: str = "INFO"
 
 
+class CatalogSettings(_Section):
+    db_path: Path | None = Field(
+        None, description="Catalog database file; None: <data_root>/catalog.sqlite"
+    )
+
+
 class Settings(_Section):
     """Everything a run needs. Sources get their own section under ``sources.<name>``."""
 
     storage: StorageSettings = Field(default_factory=StorageSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     # Per-source settings are validated by each source's own model (see sources/base.py), so a
     # third-party source can bring its own section without touching this file.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)

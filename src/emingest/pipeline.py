@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from emingest.catalog import index_record
 from emingest.config import Settings
 from emingest.errors import ConversionError, EmingestError
 from emingest.journal import TileJournal
@@ -187,7 +188,7 @@ class Pipeline:
                 additional_metadata=info.additional_metadata,
             )
             record.additional_metadata.update(_labels_note(job.labels_of))
-            write_record(paths.record, record)  # phase 1: before any voxel is written
+            self._save(paths, record)  # phase 1: before any voxel is written
             reader = job.source.open(ref)
             try:
                 _check_reader(reader, info, label)
@@ -212,7 +213,7 @@ class Pipeline:
             record.ingest_seconds = round(time.monotonic() - t0, 3)
             record.status = STATUS_COMPLETE
             record.timestamp = utc_now()
-            write_record(paths.record, record)  # phase 2
+            self._save(paths, record)  # phase 2
             paths.journal.unlink(missing_ok=True)
             rate = (record.nbytes or 0) / max(record.ingest_seconds, 1e-9) / 1e6
             log.info("%s: complete, shape %s, %.1f MB/s", label, record.volume_shape, rate)
@@ -225,8 +226,15 @@ class Pipeline:
             else:
                 log.error("%s: %s", label, status)
             self.progress.finish(label, "error")
-            _write_error_record(paths, ref, record, status)
+            saved = _write_error_record(paths, ref, record, status)
+            if saved is not None:
+                index_record(self.settings, paths.record, saved)
             return VolumeResult(ref, status, paths.record, record, time.monotonic() - t0, err)
+
+    def _save(self, paths: VolumePaths, record: VolumeRecord) -> None:
+        """Write the sidecar (the source of truth), then index it in the catalog."""
+        write_record(paths.record, record)
+        index_record(self.settings, paths.record, record)
 
     def _write_volume(
         self,
@@ -487,7 +495,7 @@ def _check_reader(reader: VolumeReader, info: VolumeInfo, label: str) -> None:
 
 def _write_error_record(
     paths: VolumePaths, ref: VolumeRef, record: VolumeRecord | None, status: str
-) -> None:
+) -> VolumeRecord | None:
     """Mark the volume failed; a record is started here if describe itself failed."""
     if record is None:
         record = VolumeRecord(
@@ -506,3 +514,5 @@ def _write_error_record(
         write_record(paths.record, record)
     except OSError as err:
         log.error("%s: cannot write the error record either: %s", paths.record, err)
+        return None
+    return record

@@ -1,4 +1,4 @@
-"""The SQLite catalog: upsert/query/filters, sync from sidecars, rebuild after loss or corruption."""
+"""The SQLite catalog: upsert, filters, sync from sidecars, rebuild after loss or corruption."""
 
 from __future__ import annotations
 
@@ -48,9 +48,7 @@ def make_record(root: Path, source: str, source_id: str, name: str, **kw: Any) -
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     make_record(root, "empiar", "11759", "stack", description="Mouse cortex FIB-SEM")
-    make_record(
-        root, "empiar", "11759", "other", dtype="uint16", voxel_size_nm=[30.0, 2.0, 2.0]
-    )
+    make_record(root, "empiar", "11759", "other", dtype="uint16", voxel_size_nm=[30.0, 2.0, 2.0])
     make_record(root, "idr", "9846137", "img", status="saving-data", volume_shape=None, dtype=None)
     make_record(root, "epfl", "ca1", "volumedata", volume_shape=[165, 768, 1024])
     make_record(root, "epfl", "ca1", "training", status=error_status("boom"), volume_shape=None)

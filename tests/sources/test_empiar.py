@@ -66,6 +66,7 @@ def settings_for(
                         "connect_timeout_s": 5,
                         "read_timeout_s": 5,
                         "stall_timeout_s": 0.5,
+                        "attempts": 10,  # the fault tests break ~half the requests
                         "backoff_initial_s": 0.05,
                         "backoff_max_s": 0.5,
                         **(transport or {}),

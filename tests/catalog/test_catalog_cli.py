@@ -58,7 +58,7 @@ def invoke(*args: str | Path) -> Any:
 def test_list_plain_json_csv(root: Path) -> None:
     result = invoke("list", "--data-root", root)
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["ID", "STATUS", "DTYPE"]
     assert len(lines) == 5
     assert any(line.startswith("empiar/11759/stack") and "16x64x64" in line for line in lines)
@@ -80,9 +80,12 @@ def test_list_plain_json_csv(root: Path) -> None:
         (["--status", "in-progress"], ["idr/9846137/img"]),
         (["--status", "error"], ["epfl/ca1/training"]),
         (["--dtype", "float32"], ["empiar/11759/tomo"]),
-        (["--voxel-min", "2", "--voxel-max", "10"], ["empiar/11759/stack"]),
-        (["--min-shape", "16", "64", "64", "--max-shape", "16", "64", "64"],
-         ["empiar/11759/stack", "empiar/11759/tomo"]),
+        (["--voxel-min", "2", "--voxel-max", "10", "--source", "empiar"], ["empiar/11759/stack"]),
+        (["--voxel-max", "1"], ["empiar/11759/tomo"]),
+        (
+            ["--min-shape", "16", "64", "64", "--max-shape", "16", "64", "64"],
+            ["empiar/11759/stack", "empiar/11759/tomo"],
+        ),
         (["--max-shape", "8", "64", "64"], []),
         (["--text", "CORTEX"], ["empiar/11759/stack"]),
     ],
