@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -72,9 +73,16 @@ def test_demo_runs_the_pipeline_against_the_replicas_offline(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     data = tmp_path / "demo" / "data"
     # Records are data/<source>/<source_id>/<name>.json (caches and stores are elsewhere).
-    records = [p for p in data.glob("*/*/*.json") if not p.name.startswith(".")]
+    records = [
+        p
+        for p in data.glob("*/*/*.json")
+        if not any(part.startswith(".") for part in p.relative_to(data).parts)
+    ]
     sources = {p.relative_to(data).parts[0] for p in records}
-    assert {"local", "idr", "empiar", "epfl", "openorganelle"} <= sources
+    assert sources == {"idr", "empiar", "epfl", "openorganelle", "flyem"}
+    assert (data / "catalog.sqlite").exists()
+    [report] = data.glob("metadata_catalog_*.json")
+    assert set(json.loads(report.read_text())["total_files_by_source"]) == sources
     for p in records:
         assert read_record(p).status == "complete", p
     labels = data / "epfl" / "ca1-hippocampus" / "training.ome.zarr" / "labels"

@@ -404,14 +404,103 @@ def ingest_flyem(
     _ingest("flyem", [], settings, force=force, via=via, box=box, crop=crop, seed=seed, scale=scale)
 
 
-# What `emingest demo` ingests from each replica (the datasets users know, at replica size).
-DEMO_DATASETS: dict[str, tuple[list[str], dict[str, Any]]] = {
-    "idr": (["9846137"], {}),
-    "empiar": (["11759"], {}),
-    "epfl": ([], {}),  # all five files; ground truth as labels
-    "openorganelle": (["jrc_mus-nacc-2"], {}),
-    "flyem": ([], {"crop": 64, "seed": 0}),
-}
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    headers = [
+        "dataset",
+        "volume",
+        "status",
+        "shape",
+        "voxel_nm",
+        "bytes",
+        "seconds",
+        "mb_s",
+        "record",
+    ]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers, title="emingest run")
+        for r in rows:
+            table.add_row(*(str(r[h]) for h in headers))
+        Console().print(table)
+        return
+    widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) if rows else len(h) for h in headers}
+    typer.echo("  ".join(h.upper().ljust(widths[h]) for h in headers))
+    for r in rows:
+        typer.echo("  ".join(str(r[h]).ljust(widths[h]) for h in headers).rstrip())
+
+
+def _run_and_summarise(
+    settings: Settings, datasets: list[Any], *, force: bool, preflight_timeout_s: float
+) -> int:
+    from emingest.run import all_complete, per_source_logs, run_datasets, summary_rows
+
+    log_path = setup_logging(settings, "run")
+    stamp = log_path.stem.split("_", 1)[1]
+    per_source_logs(settings.logging.log_dir, [d.source for d in datasets], stamp)
+    progress: Progress
+    if sys.stderr.isatty():
+        with RichProgress() as progress:
+            outcomes = run_datasets(
+                settings,
+                datasets,
+                progress=progress,
+                force=force,
+                preflight_timeout_s=preflight_timeout_s,
+                report_line=typer.echo,
+            )
+    else:
+        outcomes = run_datasets(
+            settings,
+            datasets,
+            progress=LogProgress(),
+            force=force,
+            preflight_timeout_s=preflight_timeout_s,
+            report_line=typer.echo,
+        )
+    _print_summary(summary_rows(outcomes))
+    typer.echo(f"logs: {settings.logging.log_dir}/*_{stamp}.log")
+    return 0 if all_complete(outcomes) else 1
+
+
+@app.command("run")
+def run(
+    config: Annotated[
+        Path | None, typer.Argument(help="TOML with [[datasets]] (default: the five datasets)")
+    ] = None,
+    data_root: DataRootOpt = None,
+    workers: WorkersOpt = None,
+    preflight_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for each archive's first answer")
+    ] = 5.0,
+    force: ForceOpt = False,
+) -> None:
+    """Ingest every configured dataset from the real archives, concurrently.
+
+    A preflight reaches each archive once; an unreachable archive's datasets fail at once and
+    the others go ahead. Complete volumes are skipped, incomplete ones resumed.
+    """
+    settings = _settings(config, data_root=data_root, workers=workers)
+    raise typer.Exit(
+        _run_and_summarise(
+            settings, list(settings.datasets), force=force, preflight_timeout_s=preflight_timeout
+        )
+    )
+
+
+def demo_datasets(settings: Settings) -> list[Any]:
+    """The default datasets at replica size: the FlyEM crop shrinks to fit the replica, and
+    the OpenOrganelle replica has 3 levels (s0-s2) where the real store has 9."""
+    small = {"flyem": {"crop": 64}, "openorganelle": {"levels": "1-2"}}
+    return [
+        d.model_copy(update={"options": {**d.options, **small.get(d.source, {})}})
+        for d in settings.datasets
+    ]
 
 
 @app.command("demo")
@@ -422,13 +511,11 @@ def demo(
     ] = False,
     force: ForceOpt = False,
 ) -> None:
-    """Start replicas of the five archives on 127.0.0.1 and run the pipeline against them.
-
-    Works with no network at all. Sources not built yet are listed and skipped.
-    """
-    from emingest.sources import available_sources
+    """Start replicas of the five archives on 127.0.0.1, run the default configuration against
+    them, then build the catalog and the metadata report. Needs no network at all."""
+    from emingest.catalog import open_catalog
+    from emingest.catalog.report import build_report, summary_text, write_report
     from emingest.testing.replicas import ReplicaSet
-    from emingest.testing.synthetic import SyntheticEM, write_tiff_stack
 
     with ReplicaSet(root / "replicas") as replicas:
         settings = load_settings(
@@ -438,36 +525,20 @@ def demo(
                 "sources": replicas.source_settings(),
             }
         )
-        log_path = setup_logging(settings, "demo")
         typer.echo("Replicas (127.0.0.1):")
         for archive, urls in replicas.endpoints().items():
             for what, url in urls.items():
                 typer.echo(f"  {archive:<14} {what:<13} {url}")
-        sample = root / "local" / "synthetic_em.tif"
-        if not sample.exists():
-            sample.parent.mkdir(parents=True, exist_ok=True)
-            write_tiff_stack(
-                sample,
-                SyntheticEM((64, 256, 256), "uint8", seed=1),
-                imagej=True,
-                voxel_size_um=(0.01, 0.005, 0.005),
-            )
-        jobs: list[VolumeJob] = []
-        known = available_sources()
-        local = create_source("local", settings)
-        jobs += [VolumeJob(local, ref) for ref in local.discover([str(sample)])]
-        for name, (spec, options) in DEMO_DATASETS.items():
-            if name not in known:
-                typer.echo(f"  {name:<14} (source not built yet: skipped)")
-                continue
-            try:
-                source = create_source(name, settings)
-                jobs += jobs_for(source, source.discover(spec, **options))
-            except EmingestError as err:
-                typer.echo(f"emingest: {name}: {err}", err=True)
-        results = run_jobs(settings, jobs, force=force)
-        code = report(results)
-        typer.echo(f"Data under {root / 'data'}, log {log_path}")
+        code = _run_and_summarise(
+            settings, demo_datasets(settings), force=force, preflight_timeout_s=2.0
+        )
+        data_root = settings.storage.data_root
+        with open_catalog(settings) as catalog:
+            sync = catalog.sync(data_root)
+        report = build_report(data_root)
+        json_path, _ = write_report(report, data_root)
+        typer.echo(summary_text(report))
+        typer.echo(f"Data: {data_root}  catalog: {sync}  report: {json_path}")
         if serve:
             typer.echo("Replicas keep running; Ctrl-C stops them.")
             try:

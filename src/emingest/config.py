@@ -74,6 +74,38 @@ class CatalogSettings(_Section):
     )
 
 
+class DatasetSettings(_Section):
+    """One dataset of ``emingest run``: a source, the ids it names and its discover options."""
+
+    name: str
+    source: str
+    ids: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def default_datasets() -> list[DatasetSettings]:
+    """The five datasets users of the earlier pipeline know (docs/running.md says why these
+    levels and crop)."""
+    return [
+        DatasetSettings(name="idr-9846137", source="idr", ids=["9846137"]),
+        DatasetSettings(name="empiar-11759", source="empiar", ids=["11759"]),
+        # All five files; the ground truths become labels of training/testing.
+        DatasetSettings(name="epfl-ca1", source="epfl"),
+        # s0 is 7.4 GB of int16: by default copy s1..s8 (s1 = 0.9 GB at 5.92 x 8 x 8 nm).
+        DatasetSettings(
+            name="openorganelle-jrc_mus-nacc-2",
+            source="openorganelle",
+            ids=["jrc_mus-nacc-2"],
+            options={"levels": "1-8"},
+        ),
+        DatasetSettings(
+            name="flyem-hemibrain-crop",
+            source="flyem",
+            options={"via": "dvid", "crop": 1000, "seed": 20260101},
+        ),
+    ]
+
+
 class Settings(_Section):
     """Everything a run needs. Sources get their own section under ``sources.<name>``."""
 
@@ -84,6 +116,9 @@ class Settings(_Section):
     # Per-source settings are validated by each source's own model (see sources/base.py), so a
     # third-party source can bring its own section without touching this file.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    datasets: list[DatasetSettings] = Field(
+        default_factory=default_datasets, description="What `emingest run` ingests"
+    )
 
     def source_section(self, name: str) -> dict[str, Any]:
         return dict(self.sources.get(name, {}))

@@ -57,4 +57,10 @@ def settings_to_toml(settings: Settings) -> str:
     for section, values in data.items():
         if isinstance(values, dict):
             _table(lines, section, values)
+        elif isinstance(values, list) and all(isinstance(v, dict) for v in values):
+            for item in values:  # an array of tables, e.g. [[datasets]]
+                lines.append(f"[[{_key(section)}]]")
+                for k, v in item.items():
+                    lines.append(f"{_key(k)} = {_value(v)}")
+                lines.append("")
     return "\n".join(lines).rstrip() + "\n"

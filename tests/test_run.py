@@ -1,0 +1,87 @@
+"""`emingest run`: the configured datasets against the replicas, preflight, summary, re-runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from emingest.cli import app, demo_datasets
+from emingest.config import load_settings
+from emingest.config_toml import settings_to_toml
+from emingest.records import read_record
+from emingest.testing.replicas import ReplicaSet
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory):
+    with ReplicaSet(tmp_path_factory.mktemp("replicas"), only=("idr", "epfl", "flyem")) as rs:
+        yield rs
+
+
+def write_config(path: Path, replicas: ReplicaSet, data: Path, **source_overrides) -> Path:
+    sources = replicas.source_settings()
+    for name, values in source_overrides.items():
+        sources[name] = {**sources.get(name, {}), **values}
+    settings = load_settings(
+        environ={},
+        overrides={
+            "storage": {"data_root": str(data), "chunk_shape": [32, 32, 32]},
+            "logging": {"log_dir": str(path.parent / "logs")},
+            "sources": sources,
+        },
+    )
+    datasets = [d for d in demo_datasets(settings) if d.source in ("idr", "epfl", "flyem")]
+    settings = settings.model_copy(update={"datasets": datasets})
+    path.write_text(settings_to_toml(settings))
+    return path
+
+
+def test_an_unreachable_archive_fails_fast_and_the_others_complete(
+    tmp_path: Path, replicas: ReplicaSet
+) -> None:
+    # Nothing listens on port 9 of 127.0.0.1 (discard): connection refused at once.
+    cfg = write_config(
+        tmp_path / "run.toml", replicas, tmp_path / "data", idr={"api_url": "http://127.0.0.1:9"}
+    )
+    result = runner.invoke(app, ["run", str(cfg), "--preflight-timeout", "2"])
+    assert result.exit_code == 1, result.output
+    assert "preflight idr" in result.output and "UNREACHABLE" in result.output
+    assert "archive unreachable" in result.output
+    data = tmp_path / "data"
+    records = [
+        p
+        for p in data.glob("*/*/*.json")
+        if not any(part.startswith(".") for part in p.relative_to(data).parts)
+    ]
+    by_source = {}
+    for p in records:
+        by_source.setdefault(p.relative_to(tmp_path / "data").parts[0], []).append(
+            read_record(p).status
+        )
+    assert "idr" not in by_source  # failed before any volume was described
+    assert by_source["epfl"] == ["complete"] * 5 and by_source["flyem"] == ["complete"]
+    logs = sorted(p.name.split("_")[0] for p in (tmp_path / "logs").glob("*.log"))
+    assert {"epfl", "flyem", "idr", "run"} <= set(logs)
+
+
+def test_a_second_run_skips_complete_volumes(tmp_path: Path, replicas: ReplicaSet) -> None:
+    cfg = write_config(tmp_path / "run.toml", replicas, tmp_path / "data")
+    first = runner.invoke(app, ["run", str(cfg)])
+    assert first.exit_code == 0, first.output
+    record = next(
+        p for p in (tmp_path / "data" / "idr").glob("*/*.json") if not p.name.startswith(".")
+    )
+    stamp = json.loads(record.read_text())["timestamp"]
+    before = len(replicas.replicas["idr"].request_log)
+    second = runner.invoke(app, ["run", str(cfg)])
+    assert second.exit_code == 0, second.output
+    assert "skipped" in second.output
+    assert json.loads(record.read_text())["timestamp"] == stamp
+    # Only metadata was asked again (preflight, describe-free discovery), no file download.
+    again = replicas.replicas["idr"].request_log[before:]
+    assert not any(path.endswith(".tif") for _, path, _ in again)
