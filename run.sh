@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for newcomers and CI: creates .venv, installs emingest, then runs a job.
-#   ./run.sh            set up, then the main job (emingest demo: replicas + pipeline, offline)
+#   ./run.sh            set up, then the main job (emingest run: the five datasets, real archives)
+#   ./run.sh demo       set up, then emingest demo (replicas of the archives, no network)
 #   ./run.sh test       set up, then the test suite (what CI runs)
 #   ./run.sh bench      set up, then the benchmarks (prints figures)
 #   ./run.sh emingest … set up, then any emingest command
@@ -23,9 +24,10 @@ setup() {
 job=${1:-main}
 [ $# -gt 0 ] && shift
 case "$job" in
-  main) setup testing; exec .venv/bin/emingest demo "$@" ;;
+  main) setup testing; exec .venv/bin/emingest run "$@" ;;
+  demo) setup testing; exec .venv/bin/emingest demo "$@" ;;
   test) setup test; exec .venv/bin/python -m pytest "$@" ;;
   bench) setup bench; exec .venv/bin/python benchmarks/ingest_local.py "$@" ;;
   emingest) setup testing; exec .venv/bin/emingest "$@" ;;
-  *) echo "usage: ./run.sh [main|test|bench|emingest ARGS...]" >&2; exit 2 ;;
+  *) echo "usage: ./run.sh [main|demo|test|bench|emingest ARGS...]" >&2; exit 2 ;;
 esac
