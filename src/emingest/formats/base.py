@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emingest.errors import ConversionError
 from emingest.sources.base import Region
 
 
@@ -39,3 +41,59 @@ class FileVolume:
 
     def close(self) -> None:
         pass
+
+
+class ContiguousArrayFile:
+    """Region reads of a C-ordered array stored contiguously at ``offset`` in a file.
+
+    Reads with ``os.preadv`` straight into the output array rather than through a memory map:
+    a mapping's touched pages count towards the process's RSS and grow with the volume (a
+    2 GiB TIFF read through ``np.memmap`` peaked at 2.8 GiB RSS), while this stays at the size
+    of the region asked for, at the same page-cache speed. Thread-safe (no shared position).
+    """
+
+    def __init__(
+        self, path: Path, offset: int, shape: tuple[int, int, int], dtype: np.dtype[Any]
+    ) -> None:
+        self.path = Path(path)
+        self.offset = int(offset)
+        self.shape = shape
+        self.file_dtype = np.dtype(dtype)
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def _pread_into(self, buf: memoryview, position: int) -> None:
+        done = 0
+        while done < len(buf):
+            n = os.preadv(self._fd, [buf[done:]], position + done)
+            if n <= 0:
+                raise ConversionError(
+                    f"{self.path}: file ends at byte {position + done}, pixel data needs "
+                    f"{position + len(buf)} (truncated?)"
+                )
+            done += n
+
+    def read(self, region: Region) -> np.ndarray:
+        check_region(region, self.shape)
+        zs, ys, xs = region
+        _nz, ny, nx = self.shape
+        item = self.file_dtype.itemsize
+        row, plane = nx * item, ny * nx * item
+        out = np.empty(
+            (zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), self.file_dtype
+        )
+        full_rows = xs.start == 0 and xs.stop == nx
+        scratch = None if full_rows else np.empty((ys.stop - ys.start, nx), self.file_dtype)
+        for i, z in enumerate(range(zs.start, zs.stop)):
+            position = self.offset + z * plane + ys.start * row
+            if full_rows:
+                self._pread_into(memoryview(out[i]).cast("B"), position)
+            else:
+                assert scratch is not None
+                self._pread_into(memoryview(scratch).cast("B"), position)
+                out[i] = scratch[:, xs]
+        return native(out)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,7 +1,8 @@
 """Multi-page TIFF, ImageJ TIFF (either byte order) and OME-TIFF, read by region.
 
-Uncompressed contiguous files (the usual EM case) are memory-mapped: a region read touches only
-its own bytes and a whole volume is never loaded. Other layouts are read page by page.
+Uncompressed contiguous files (the usual EM case) are read by offset (``os.preadv``): a region
+read touches only its own bytes and a whole volume is never loaded, nor mapped. Other layouts
+are read page by page.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import tifffile
 
 from emingest.errors import ConversionError, UnsupportedFormatError
-from emingest.formats.base import FileVolume, check_region, native
+from emingest.formats.base import ContiguousArrayFile, FileVolume, check_region
 from emingest.formats.units import nm_per
 from emingest.sources.base import Region
 
@@ -117,7 +118,7 @@ class TiffVolume(FileVolume):
         )
         self._series = series
         self._lock = threading.Lock()
-        self._mm: np.ndarray | None = None
+        self._mm: ContiguousArrayFile | None = None
         file_size = os.path.getsize(path)
         offset = series.dataoffset
         if offset is not None and series.keyframe.compression == 1:  # 1: uncompressed
@@ -127,9 +128,7 @@ class TiffVolume(FileVolume):
                     f"{path}: truncated TIFF: pixel data needs {needed} bytes, file has {file_size}"
                 )
             order = ">" if self._tif.byteorder == ">" else "<"
-            self._mm = np.memmap(
-                path, dtype=dtype.newbyteorder(order), mode="r", offset=offset, shape=shape
-            )
+            self._mm = ContiguousArrayFile(Path(path), offset, shape, dtype.newbyteorder(order))
         else:
             self._pages = series.pages
             last = self._pages[len(self._pages) - 1]
@@ -143,7 +142,7 @@ class TiffVolume(FileVolume):
     def read(self, region: Region) -> np.ndarray:
         check_region(region, self.shape)
         if self._mm is not None:
-            return native(self._mm[region])
+            return self._mm.read(region)
         zs, ys, xs = region
         out = np.empty(
             (zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self.dtype
@@ -158,7 +157,9 @@ class TiffVolume(FileVolume):
         return out
 
     def close(self) -> None:
-        self._mm = None
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
         self._tif.close()
 
 
