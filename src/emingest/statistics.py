@@ -18,6 +18,12 @@ from pydantic import BaseModel, Field
 
 HIST_BINS = 256
 _COUNT_SLICE = 1 << 22  # voxels per bincount call: keeps its intp temporary small
+_CV_SLICE = 1 << 24  # calcHist counts in float32: exact up to 2^24 per bin
+
+try:  # optional speed-up with identical results; see _calchist_into
+    import cv2 as _cv2
+except ImportError:  # pragma: no cover - opencv-python-headless is a dependency
+    _cv2 = None
 
 
 class Histogram(BaseModel):
@@ -64,6 +70,9 @@ class StreamingDigest:
             self._update_float(flat.astype(np.float64, copy=False))
 
     def _count_exact(self, flat: np.ndarray) -> None:
+        raw = flat.view(np.uint8 if self.dtype.itemsize == 1 else np.uint16)
+        if self._calchist_into(self._counts, raw):
+            return
         if self.dtype.itemsize == 2:
             self._bincount_into(self._counts, flat.view(np.uint16))
             return
@@ -83,6 +92,20 @@ class StreamingDigest:
     def _bincount_into(counts: np.ndarray, values: np.ndarray) -> None:
         for start in range(0, values.size, _COUNT_SLICE):
             counts += np.bincount(values[start : start + _COUNT_SLICE], minlength=counts.size)
+
+    @staticmethod
+    def _calchist_into(counts: np.ndarray, values: np.ndarray) -> bool:
+        """OpenCV's histogram (C++, ~5 GB/s for uint8 here vs ~0.5 for numpy's bincount,
+        which casts every value to intp first). Its counts are float32, exact only below
+        2^24, so it is called on slices of at most 2^24 voxels. False: OpenCV is missing."""
+        if _cv2 is None:
+            return False
+        bins = counts.size
+        for start in range(0, values.size, _CV_SLICE):
+            part = values[start : start + _CV_SLICE]
+            hist = _cv2.calcHist([part.reshape(1, -1)], [0], None, [bins], [0, bins])
+            counts += hist.ravel().astype(np.int64)
+        return True
 
     def _update_float(self, x: np.ndarray) -> None:
         x = x[np.isfinite(x)]
