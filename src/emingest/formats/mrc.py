@@ -69,5 +69,8 @@ class MrcVolume(FileVolume):
     def read(self, region: Region) -> np.ndarray:
         return self._file.read(region)
 
+    def read_into(self, region: Region, out: np.ndarray) -> np.ndarray:
+        return self._file.read_into(region, out)
+
     def close(self) -> None:
         self._file.close()

@@ -139,6 +139,11 @@ class TiffVolume(FileVolume):
                     f"{max(ends)}, file has {file_size}"
                 )
 
+    def read_into(self, region: Region, out: np.ndarray) -> np.ndarray:
+        if self._mm is not None:
+            return self._mm.read_into(region, out)
+        return super().read_into(region, out)
+
     def read(self, region: Region) -> np.ndarray:
         check_region(region, self.shape)
         if self._mm is not None:
