@@ -53,6 +53,7 @@ def main() -> None:
         url = replica.file_url("volumedata")
         local_tiff = replica.file_path("volumedata")
         ts = TransportSettings()
+        env_cmd = [sys.executable, "-m", "emingest.cli"]
         for run in range(args.runs):
             out = work / f"curl-{run}.tif"
             rows["curl"].append(
@@ -68,7 +69,6 @@ def main() -> None:
                 rows["download"].append(_timed(lambda dl=dl: dl.fetch(url)))
             shutil.rmtree(cache)
             data = work / f"data-{run}"
-            env_cmd = [sys.executable, "-m", "emingest.cli"]
             rows["ingest"].append(
                 _timed(
                     lambda data=data: subprocess.run(

@@ -59,7 +59,7 @@ class PipelineSettings(_Section):
     # One task more than cores: the digest task holds a thread for the whole of level 0.
     workers: int = Field(default_factory=lambda: (os.cpu_count() or 2) + 1, ge=1)
     tile_bytes: int = Field(
-        64 * MiB,
+        32 * MiB,
         ge=1,
         description="Largest region one task reads at once; peak memory ~ workers x 3 x this",
     )

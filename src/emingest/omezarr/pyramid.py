@@ -7,6 +7,7 @@ the eight neighbours with strided views in the narrowest type that cannot overfl
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -43,20 +44,39 @@ def downsample_mean2(block: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a 3-D block, got shape {block.shape}")
     a = _pad_even(block)
     acc = _accumulator(a.dtype)
-    s = a[0::2].astype(acc, copy=True)
-    s += a[1::2]
-    t = s[:, 0::2].copy()
-    t += s[:, 1::2]
-    u = t[:, :, 0::2].copy()
-    u += t[:, :, 1::2]
+    z, y, x = (n // 2 for n in a.shape)
+    # Sums go into per-thread scratch reused from call to call: fresh pages cost more here
+    # than the adds themselves (performance.md); ``dtype=`` casts inside the ufunc's buffer.
+    s = _scratch(0, (z, 2 * y, 2 * x), acc)
+    np.add(a[0::2], a[1::2], out=s, dtype=acc)
+    t = _scratch(1, (z, y, 2 * x), acc)
+    np.add(s[:, 0::2], s[:, 1::2], out=t)
+    u = _scratch(2, (z, y, x), acc)
+    np.add(t[:, :, 0::2], t[:, :, 1::2], out=u)
     if block.dtype.kind in "uib":
         if acc.kind == "f":
-            out = np.floor(u / 8 + 0.5)
+            u /= 8
+            u += 0.5
+            np.floor(u, out=u)
         else:
             u += 4
-            out = u >> 3  # floor division by 8 (arithmetic shift for signed), but cheaper
-        return out.astype(block.dtype, copy=False)
-    return (u / 8).astype(block.dtype, copy=False)
+            u >>= 3  # floor division by 8 (arithmetic shift for signed), but cheaper
+        return u.astype(block.dtype)
+    u /= 8
+    return u.astype(block.dtype)
+
+
+_local = threading.local()
+
+
+def _scratch(slot: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """A reused per-thread array of ``shape``; valid until this thread's next call."""
+    n = int(np.prod(shape)) * dtype.itemsize
+    buffers = _local.__dict__.setdefault("buffers", {})
+    flat = buffers.get(slot)
+    if flat is None or flat.size < n:
+        flat = buffers[slot] = np.empty(n, np.uint8)
+    return flat[:n].view(dtype).reshape(shape)
 
 
 def downsample_nearest2(block: np.ndarray) -> np.ndarray:

@@ -39,8 +39,8 @@ from emingest.transports.download import (
     DownloadedFile,
     HostLimiter,
     PartialFile,
+    PrefixHasher,
     RunningDigest,
-    file_sha256,
 )
 from emingest.transports.retry import parse_retry_after, retry_call
 from emingest.transports.settings import TransportSettings
@@ -244,8 +244,7 @@ class HttpTransport:
         sha: str | None = None
         if state.get("mode") == "segments":
             try:
-                fetched = self._download_segments(url, partial, state)
-                sha = file_sha256(partial.part).hexdigest()
+                fetched, sha = self._download_segments(url, partial, state)
             except _RangeRefused:
                 log.info("%s: server ignores Range; falling back to one stream", url)
                 partial.discard()
@@ -369,8 +368,11 @@ class HttpTransport:
             raise SourceError(f"{url}: unexpected HTTP {resp.status_code} for a download")
         return 0, int(length) if length and length.isdigit() else None
 
-    def _download_segments(self, url: str, partial: PartialFile, state: dict[str, Any]) -> int:
-        """Parallel Range segments into a preallocated partial file. Returns bytes moved."""
+    def _download_segments(
+        self, url: str, partial: PartialFile, state: dict[str, Any]
+    ) -> tuple[int, str]:
+        """Parallel Range segments into a preallocated partial file, hashed as the finished
+        prefix grows. Returns (bytes moved, sha256)."""
         size = int(state["size"])
         seg = int(state["segment_bytes"])
         done: set[int] = set(state.get("done", []))
@@ -385,6 +387,7 @@ class HttpTransport:
         moved = 0
         validator = state.get("etag") or state.get("last_modified")
         fd = os.open(partial.part, os.O_WRONLY)
+        hasher = PrefixHasher(partial.part, size, seg, done)
 
         def fetch(index: int, first: int, last: int) -> None:
             nonlocal moved
@@ -434,6 +437,7 @@ class HttpTransport:
             with lock:
                 done.add(index)
                 partial.save_state(state | {"done": sorted(done)})
+            hasher.segment_done(index)
 
         try:
             workers = max(1, min(self.settings.per_host_connections, len(todo)))
@@ -447,8 +451,9 @@ class HttpTransport:
                     raise failed.exception()  # type: ignore[misc]
         finally:
             os.close(fd)
+            hasher.close()
         state["done"] = sorted(done)
-        return moved
+        return moved, hasher.hexdigest()
 
 
 __all__ = ["HttpTransport", "RemoteFileInfo", "raise_for_status"]
