@@ -10,8 +10,8 @@ run, medians of N runs, MB/s of uncompressed level-0 voxels of the box:
   (b) emingest  -> Pipeline copy of the same box into OME-Zarr (zstd 3, 128^3 chunks, pyramid),
                    sha256 + statistics, records
 The replica synthesises voxels on this machine's own cores, so figures rank clients only.
-Note: the pipeline's digest pass reads the box from the source a second time (see
-docs/sources/flyem.md), so (b) moves twice the bytes of (a).
+The pipeline reads each voxel from the source once: sha256 and statistics come from the level 0
+it has just written (``digest_from_store``), not from a second pass over the network.
 """
 
 from __future__ import annotations
