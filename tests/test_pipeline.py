@@ -394,3 +394,56 @@ def test_an_archive_pyramid_is_copied_with_its_scales(tmp_path: Path) -> None:
     assert ds[1]["coordinateTransformations"][1]["translation"] == pytest.approx([1.48, 2, 2])
     assert rec.sha256 == hashlib.sha256(s0.tobytes()).hexdigest()
     assert rec.statistics.min == s0.min()
+
+
+def test_ordered_digest_reads_bands_in_order_whatever_order_tiles_finish() -> None:
+    """The level-0 digest of copies runs while tiles are written: a band is read only once
+    all its tiles are done, bands are read in C order, and the result is the whole array's."""
+    from emingest.pipeline import _OrderedDigest
+    from emingest.regions import iter_tiles
+    from emingest.statistics import StreamingDigest
+
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 256, size=(40, 24, 20), dtype=np.uint8)
+    tile, block = (8, 24, 10), (8, 8, 8)
+    written: set[tuple[int, ...]] = set()
+    reads: list[int] = []
+
+    def read(band: Region) -> np.ndarray:
+        zs = band[0]
+        rows = {i for i, *_ in written}
+        assert all(z // 8 in rows for z in range(zs.start, zs.stop)), "read before written"
+        reads.append(zs.start)
+        return array[band]
+
+    # budget 1 KiB: bands of one chunk row (8 planes), i.e. one z-row of tiles each
+    ordered = _OrderedDigest(
+        StreamingDigest(np.dtype(np.uint8)), array.shape, tile, block, 1024, 1, read
+    )
+    tiles = [idx for idx, _ in iter_tiles(array.shape, tile)]
+    for idx in tiles:
+        ordered.expect(idx[0])
+    for idx in reversed(tiles):  # the last z-row finishes first
+        written.add(idx)
+        ordered.tile_done(idx[0])
+        assert len(reads) == (len(array) // 8 if idx == tiles[0] else 0)
+    assert reads == sorted(reads)
+    assert ordered.finish().sha256 == hashlib.sha256(array.tobytes()).hexdigest()
+
+
+def test_ordered_digest_after_a_resume_reads_everything_at_finish() -> None:
+    from emingest.pipeline import _OrderedDigest
+    from emingest.statistics import StreamingDigest
+
+    array = np.arange(16 * 4 * 4, dtype=np.uint16).reshape(16, 4, 4)
+    ordered = _OrderedDigest(
+        StreamingDigest(np.dtype(np.uint16)),
+        array.shape,
+        (8, 4, 4),
+        (8, 4, 4),
+        1 << 20,
+        2,
+        lambda band: array[band],
+    )
+    # every tile was written by an earlier run: nothing expected, all read at finish
+    assert ordered.finish().sha256 == hashlib.sha256(array.tobytes()).hexdigest()

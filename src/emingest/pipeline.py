@@ -5,7 +5,8 @@ block from memory) -> higher levels from the level below -> digest -> complete r
 Tiles are chunk-aligned and sized by ``pipeline.tile_bytes``, so peak memory is about
 ``workers x tile_bytes x 3`` whatever the volume's size. A journal of finished tiles makes a
 killed run resumable; the digest (sha256 + statistics) streams over the volume in C order in
-its own task, in bounded bands.
+its own task, in bounded bands, or, for remote sources, over the written level 0 as its bands
+complete (``_OrderedDigest``), so no voxel crosses the network twice.
 """
 
 from __future__ import annotations
@@ -364,15 +365,24 @@ class Pipeline:
                 done += half.nbytes
             journal.mark_done(0, idx)
             self.progress.advance(label, done)
+            if ordered is not None:
+                ordered.tile_done(idx[0])
 
-        # A remote reader is not read twice: its digest comes from the level 0 just written.
-        from_store = getattr(reader, "digest_from_store", False)
-        tasks: list[Callable[[], None]] = [] if from_store else [run_digest]
+        # A remote reader is not read twice: its digest comes from the level 0 just written,
+        # band by band while the other tiles are still being fetched.
+        ordered = None
+        if getattr(reader, "digest_from_store", False):
+            ordered = _OrderedDigest(
+                digest, shape, tile, block, budget, itemsize, lambda b: writer.read(0, b)
+            )
+        tasks: list[Callable[[], None]] = [] if ordered is not None else [run_digest]
         for idx, region in iter_tiles(shape, tile):
             if journal.is_done(0, idx):
                 nbytes = region_nbytes(region, itemsize)
                 self.progress.advance(label, nbytes + (nbytes // 8 if inline else 0))
                 continue
+            if ordered is not None:
+                ordered.expect(idx[0])
             tasks.append(lambda idx=idx, region=region: level0_tile(idx, region))
         self._run_tasks(tasks)
 
@@ -395,8 +405,8 @@ class Pipeline:
 
                 tasks.append(level_tile)
             self._run_tasks(tasks)
-        if from_store:
-            return _digest_from_store(writer, shape, dtype, budget)
+        if ordered is not None:
+            return ordered.finish()
         if not digest_done.is_set():  # pragma: no cover - _run_tasks waited for it
             raise ConversionError(f"{label}: digest did not finish")
         return digest
@@ -411,16 +421,27 @@ class Pipeline:
         journal: TileJournal,
         budget: int,
     ) -> StreamingDigest:
-        """Copy the archive's own pyramid level by level; digest level 0 afterwards."""
+        """Copy the archive's own pyramid; level 0 is digested band by band while the copy
+        goes on (from the written store when the source is remote, else from the source)."""
         itemsize = dtype.itemsize
         block = writer.write_block
+        if getattr(reader, "digest_from_store", False):
+            read0: Callable[[Region], np.ndarray] = lambda band: writer.read(0, band)  # noqa: E731
+        else:
+            read0 = lambda band: reader.read_level(0, band)  # noqa: E731
+        tile0 = choose_tile(levels[0].shape, block, itemsize, budget)
+        ordered = _OrderedDigest(
+            StreamingDigest(dtype), levels[0].shape, tile0, block, budget, itemsize, read0
+        )
+        tasks: list[Callable[[], None]] = []
         for lv, level in enumerate(levels):
-            tasks: list[Callable[[], None]] = []
-            tile = choose_tile(level.shape, block, itemsize, budget)
+            tile = tile0 if lv == 0 else choose_tile(level.shape, block, itemsize, budget)
             for idx, region in iter_tiles(level.shape, tile):
                 if journal.is_done(lv, idx):
                     self.progress.advance(label, region_nbytes(region, itemsize))
                     continue
+                if lv == 0:
+                    ordered.expect(idx[0])
 
                 def copy_tile(
                     lv: int = lv, idx: tuple[int, ...] = idx, region: Region = region
@@ -429,15 +450,12 @@ class Pipeline:
                     writer.write(lv, region, data)
                     journal.mark_done(lv, idx)
                     self.progress.advance(label, data.nbytes)
+                    if lv == 0:
+                        ordered.tile_done(idx[0])
 
                 tasks.append(copy_tile)
-            self._run_tasks(tasks)
-        if getattr(reader, "digest_from_store", False):
-            return _digest_from_store(writer, levels[0].shape, dtype, budget)
-        digest = StreamingDigest(dtype)
-        for band in plane_bands(levels[0].shape, itemsize, budget):
-            digest.update(reader.read_level(0, band))
-        return digest
+        self._run_tasks(tasks)
+        return ordered.finish()
 
     def _run_tasks(self, tasks: list[Callable[[], None]]) -> None:
         """Run tasks on the executor; on the first failure cancel the rest and raise it."""
@@ -475,17 +493,74 @@ class _ReusedBuffers:
         return self._read_into(region, out)  # type: ignore[no-any-return]
 
 
-def _digest_from_store(
-    writer: OmeZarrWriter, shape: Sequence[int], dtype: np.dtype[Any], budget: int
-) -> StreamingDigest:
-    """sha256 + statistics from the written level 0, in C order. Bands of whole chunk rows
-    where the budget allows (up to 4x), so each chunk is decoded once."""
-    digest = StreamingDigest(dtype)
-    rows = writer.write_block[0] * shape[1] * shape[2] * dtype.itemsize
-    band_budget = min(max(budget, rows), 4 * budget)
-    for band in plane_bands(shape, dtype.itemsize, band_budget):
-        digest.update(writer.read(0, band))
-    return digest
+class _OrderedDigest:
+    """sha256 + statistics of level 0 in C order while its tiles are still being written.
+
+    Level 0 is read back in bands of whole planes; a band is read as soon as every tile of
+    the z-rows it touches is written. The worker whose tile completes a band does the reading
+    (one at a time, in order), so no thread ever waits for another: that cannot deadlock a
+    shared pool, whatever ``workers`` and ``concurrent_volumes`` are. Without it the digest
+    was a serial pass after the copy (~0.6 s per 512 MB here)."""
+
+    def __init__(
+        self,
+        digest: StreamingDigest,
+        shape: Sequence[int],
+        tile: Sequence[int],
+        block: Sequence[int],
+        budget: int,
+        itemsize: int,
+        read: Callable[[Region], np.ndarray],
+    ) -> None:
+        self.digest = digest
+        self._tile_z = tile[0]
+        rows = block[0] * shape[1] * shape[2] * itemsize  # whole chunk rows: decoded once
+        self._bands = list(plane_bands(shape, itemsize, min(max(budget, rows), 4 * budget)))
+        self._read = read
+        self._pending: dict[int, int] = {}  # z-row of tiles -> tiles not yet written
+        self._next = 0
+        self._busy = False
+        self._lock = threading.Lock()
+
+    def expect(self, zrow: int) -> None:
+        """One more tile of ``zrow`` is to be written (call before the copy starts)."""
+        self._pending[zrow] = self._pending.get(zrow, 0) + 1
+
+    def tile_done(self, zrow: int) -> None:
+        with self._lock:
+            self._pending[zrow] -= 1
+        self._drain()
+
+    def _ready(self, band: Region) -> bool:
+        zs = band[0]
+        rows = range(zs.start // self._tile_z, (zs.stop - 1) // self._tile_z + 1)
+        return all(self._pending.get(r, 0) == 0 for r in rows)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if self._busy or self._next >= len(self._bands):
+                    return
+                band = self._bands[self._next]
+                if not self._ready(band):
+                    return
+                self._busy = True
+            try:
+                self.digest.update(self._read(band))
+                with self._lock:
+                    self._next += 1
+            finally:
+                with self._lock:
+                    self._busy = False
+
+    def finish(self) -> StreamingDigest:
+        """After every tile is written (or was, before a resume): the rest, then the digest."""
+        self._drain()
+        if self._next != len(self._bands):
+            raise ConversionError(
+                f"level 0 digest stopped at band {self._next} of {len(self._bands)}"
+            )
+        return self.digest
 
 
 def _drop_raw(paths: Sequence[Path]) -> None:
