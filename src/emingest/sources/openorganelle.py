@@ -14,14 +14,11 @@ import json
 import logging
 import math
 import threading
-import urllib.parse
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-import requests
 import tensorstore as ts
 from pydantic import Field
 
@@ -35,7 +32,8 @@ from emingest.errors import (
 )
 from emingest.omezarr.metadata import Level
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
-from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call
+from emingest.transports.retry import RetryPolicy, retry_call
+from emingest.transports.s3 import AnonymousS3
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +53,6 @@ _UNIT_NM = {
     "millimeter": 1e6,
 }
 _TRANSIENT_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 class OpenOrganelleSettings(SourceSettings):
@@ -180,102 +177,15 @@ def level_box(box: Box, ratio: Sequence[float], shape: Sequence[int]) -> Box:
 # -- anonymous S3 for metadata -------------------------------------------------------------------
 
 
-class AnonymousS3:
-    """Unsigned GETs and delimiter listings of one bucket; small documents only."""
-
-    def __init__(self, options: OpenOrganelleSettings) -> None:
-        self.options = options
-        if options.endpoint_url:
-            self.base = f"{options.endpoint_url.rstrip('/')}/{options.bucket}"
-        else:
-            self.base = f"https://{options.bucket}.s3.{options.aws_region}.amazonaws.com"
-        self._local = threading.local()
-
-    @property
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no netrc credentials on an anonymous request
-            self._local.session = session
-        return session
-
-    def url(self, key: str) -> str:
-        return f"{self.base}/{urllib.parse.quote(key)}"
-
-    def s3_url(self, key: str) -> str:
-        return f"s3://{self.options.bucket}/{key}"
-
-    def _request(self, url: str, params: dict[str, str] | None = None) -> bytes | None:
-        timeout = (self.options.connect_timeout_s, self.options.read_timeout_s)
-        try:
-            answer = self._session.get(url, params=params, timeout=timeout)
-            body = answer.content
-        except (requests.Timeout, requests.ConnectionError) as err:
-            raise TransientSourceError(f"GET {url}: {type(err).__name__}: {err}") from err
-        except requests.RequestException as err:
-            raise SourceError(f"GET {url}: {err}") from err
-        if answer.status_code == 404:
-            return None
-        if answer.status_code == 429 or answer.status_code >= 500:
-            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-            raise TransientSourceError(
-                f"GET {url}: HTTP {answer.status_code} {_s3_code(body)}", retry_after=retry_after
-            )
-        if answer.status_code != 200:
-            raise SourceError(
-                f"GET {url}: HTTP {answer.status_code} {_s3_code(body)} (the bucket must allow "
-                "anonymous reads; check sources.openorganelle.bucket / endpoint_url)"
-            )
-        return body
-
-    def get(self, key: str) -> bytes | None:
-        """The object's bytes, or None when it does not exist."""
-        return with_retries(lambda: self._request(self.url(key)), self.options, self.s3_url(key))
-
-    def list_dir(self, prefix: str) -> tuple[list[str], list[str]]:
-        """(sub-folder names, object names) directly under ``prefix`` (ending with "/")."""
-        folders: list[str] = []
-        names: list[str] = []
-        token = None
-        while True:
-            params = {"list-type": "2", "prefix": prefix, "delimiter": "/"}
-            if token:
-                params["continuation-token"] = token
-            body = with_retries(
-                lambda p=params: self._request(self.base + "/", p),  # type: ignore[misc]
-                self.options,
-                f"listing {self.s3_url(prefix)}",
-            )
-            if body is None:
-                raise EntryNotFoundError(f"bucket {self.s3_url('')} does not exist")
-            try:
-                root = ET.fromstring(body)
-            except ET.ParseError as err:
-                raise RemoteFormatError(f"listing {self.s3_url(prefix)}: not XML: {err}") from err
-            for node in root.iter(f"{_S3_NS}CommonPrefixes"):
-                folders.append((node.findtext(f"{_S3_NS}Prefix") or "")[len(prefix) :].strip("/"))
-            for node in root.iter(f"{_S3_NS}Contents"):
-                names.append((node.findtext(f"{_S3_NS}Key") or "")[len(prefix) :])
-            token = root.findtext(f"{_S3_NS}NextContinuationToken")
-            if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
-                return [f for f in folders if f], [n for n in names if n]
+def retry_policy(options: OpenOrganelleSettings) -> RetryPolicy:
+    """The project's retry policy (:mod:`emingest.transports.retry`) with this source's counts:
+    :class:`TransientSourceError` only, exponential backoff with jitter, ``Retry-After``."""
+    return RetryPolicy(attempts=options.retries + 1, initial_s=options.retry_backoff_s, max_s=30.0)
 
 
 def with_retries(fn: Callable[[], T], options: OpenOrganelleSettings, what: str) -> T:
-    """``fn()`` under the project's retry policy (:mod:`emingest.transports.retry`):
-    :class:`TransientSourceError` only, exponential backoff with jitter, ``Retry-After``."""
-    policy = RetryPolicy(
-        attempts=options.retries + 1, initial_s=options.retry_backoff_s, max_s=30.0
-    )
-    return retry_call(fn, policy, what=what)
-
-
-def _s3_code(body: bytes) -> str:
-    try:
-        return ET.fromstring(body).findtext("Code") or ""
-    except ET.ParseError:
-        return ""
+    """``fn()`` under :func:`retry_policy`."""
+    return retry_call(fn, retry_policy(options), what=what)
 
 
 def _json_doc(raw: bytes, where: str) -> dict[str, Any]:
@@ -302,7 +212,14 @@ class OpenOrganelleSource:
         self.options: OpenOrganelleSettings = source_settings(  # type: ignore[assignment]
             settings, self.name, OpenOrganelleSettings
         )
-        self.s3 = AnonymousS3(self.options)
+        self.s3 = AnonymousS3(
+            self.options.bucket,
+            endpoint_url=self.options.endpoint_url,
+            region=self.options.aws_region,
+            connect_timeout_s=self.options.connect_timeout_s,
+            read_timeout_s=self.options.read_timeout_s,
+            policy=retry_policy(self.options),
+        )
         self._lock = threading.Lock()
         self._consolidated: dict[str, dict[str, Any] | None] = {}
         self._described: dict[VolumeRef, tuple[VolumeInfo, list[SourceLevel], list[Box]]] = {}

@@ -1,4 +1,5 @@
-"""How bytes move, with no archive knowledge: HTTP(S), FTP, retries, safe names, the cache.
+"""How bytes move, with no archive knowledge: HTTP(S), FTP, anonymous S3, retries, safe names,
+the cache.
 
 Sources use :class:`Downloader` (URL -> verified file in the cache, with its sha256) and
 :class:`HttpTransport` for API calls; every limit and timeout is a :class:`TransportSettings`.
@@ -12,9 +13,11 @@ from emingest.transports.ftp import FtpTransport, RemoteEntry
 from emingest.transports.http import HttpTransport, RemoteFileInfo
 from emingest.transports.names import local_path, name_from_url, safe_name, safe_relative_path
 from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call
+from emingest.transports.s3 import AnonymousS3
 from emingest.transports.settings import TransportSettings, default_cache_dir
 
 __all__ = [
+    "AnonymousS3",
     "DownloadedFile",
     "Downloader",
     "FtpTransport",
