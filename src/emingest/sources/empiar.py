@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -46,15 +45,15 @@ from emingest.errors import (
     EntryNotFoundError,
     RemoteFormatError,
     SourceError,
-    UnsupportedFormatError,
 )
 from emingest.formats.base import FileVolume, check_region
-from emingest.formats.dm3 import DM_SUFFIXES, DmImage, DmVolume, read_dm_header
-from emingest.formats.mrc import MRC_SUFFIXES, MrcVolume
-from emingest.formats.tiff import TiffVolume
+from emingest.formats.dm3 import DM_SUFFIXES
+from emingest.formats.mrc import MRC_SUFFIXES
+from emingest.formats.slices import SliceFile, open_slice, open_volume_file
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import DownloadedFile, Downloader, TransportSettings, local_path, safe_name
 from emingest.transports.download import done_marker
+from emingest.transports.listing import is_ftp, list_dir, remote_size
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +385,7 @@ class EmpiarSource:
         }
         first = self.net.fetch(members[0])
         if ref.get("kind") == "stack":
-            plane = _open_plane(first.path)
+            plane = open_slice(first.path)
             shape = (len(members), *plane.plane_shape)
             dtype = plane.dtype
             z, z_origin = plane.slice_thickness_nm, plane.slice_thickness_origin
@@ -397,7 +396,7 @@ class EmpiarSource:
             meta["first_slice_header"] = plane.header
             meta["stack"] = {"members": len(members), "z_order": "natural sort of the names"}
         else:
-            vol = _open_file(first.path, self.options.z_spacing_nm)
+            vol = open_volume_file(first.path, self.options.z_spacing_nm)
             try:
                 shape, dtype = vol.shape, vol.dtype
                 file_voxel = vol.voxel_size_nm
@@ -455,7 +454,7 @@ class EmpiarSource:
             return StackReader(members, info, self.net, workers=workers, cleanup=cleanup)
         got = self.net.fetch(members[0])
         info.files[0].update(_digest(members[0], got))
-        return _open_file(got.path, self.options.z_spacing_nm)
+        return open_volume_file(got.path, self.options.z_spacing_nm)
 
 
 # -- readers -----------------------------------------------------------------------------------
@@ -472,69 +471,6 @@ class _Member:
 def _digest(member: _Member, got: DownloadedFile) -> dict[str, Any]:
     """The record's ``files`` item of a member: its path in the entry, URL, size, sha256."""
     return {**got.as_file_digest(), "name": member.rel}
-
-
-@dataclass
-class _Plane:
-    """What one 2-D slice file says of itself."""
-
-    path: Path
-    format: str
-    plane_shape: tuple[int, int]
-    dtype: np.dtype[Any]
-    pixel_size_nm: tuple[float, float] | None
-    slice_thickness_nm: float | None
-    slice_thickness_origin: str
-    header: dict[str, Any]
-    dm: DmImage | None = None
-
-    def read(self, ys: slice, xs: slice) -> np.ndarray:
-        if self.dm is not None:
-            return self.dm.read((slice(0, 1), ys, xs))[0]
-        vol = TiffVolume(self.path)
-        try:
-            return vol.read((slice(0, 1), ys, xs))[0]
-        finally:
-            vol.close()
-
-
-def _open_plane(path: Path) -> _Plane:
-    suffix = path.suffix.lower()
-    if suffix in DM_SUFFIXES:
-        dm = read_dm_header(path)
-        if dm.depth != 1:
-            raise UnsupportedFormatError(
-                f"{path}: a {dm.shape} DM stack in a slice series; set "
-                "sources.empiar.stack_slices = false to ingest each file as a volume"
-            )
-        return _Plane(
-            path,
-            f"dm{dm.dm_version}",
-            dm.plane_shape,
-            dm.dtype.newbyteorder("="),
-            dm.pixel_size_nm,
-            dm.slice_thickness_nm,
-            dm.slice_thickness_origin,
-            {"calibration": dm.calibration, "image_tags": dm.tags},
-            dm,
-        )
-    vol = TiffVolume(path)
-    try:
-        if vol.shape[0] != 1:
-            raise UnsupportedFormatError(f"{path}: a {vol.shape[0]}-page TIFF in a slice series")
-        pixel = (vol.voxel_size_nm[1], vol.voxel_size_nm[2]) if vol.voxel_size_nm else None
-        return _Plane(path, "tiff", vol.shape[1:], vol.dtype, pixel, None, "", vol.header)
-    finally:
-        vol.close()
-
-
-def _open_file(path: Path, z_spacing_nm: float | None) -> FileVolume:
-    suffix = path.suffix.lower()
-    if suffix in MRC_SUFFIXES:
-        return MrcVolume(path)
-    if suffix in DM_SUFFIXES:
-        return DmVolume(path, z_spacing_nm)
-    return TiffVolume(path)
 
 
 class StackReader:
@@ -558,15 +494,15 @@ class StackReader:
         self._cleanup = cleanup
         self._cancel = threading.Event()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="emingest-empiar")
-        self._futures: list[Future[_Plane]] = [
+        self._futures: list[Future[SliceFile]] = [
             self._pool.submit(self._load, z) for z in range(len(members))
         ]
 
-    def _load(self, z: int) -> _Plane:
+    def _load(self, z: int) -> SliceFile:
         member = self._members[z]
         got = self._net.fetch(member, cancel=self._cancel)
         self._info.files[z].update(_digest(member, got))
-        plane = _open_plane(got.path)
+        plane = open_slice(got.path)
         if plane.plane_shape != tuple(self.shape[1:]) or plane.dtype != self.dtype:
             raise ConversionError(
                 f"{member.rel}: slice {z} is {plane.plane_shape} {plane.dtype}, the series is "
@@ -742,31 +678,6 @@ class RemoteFile:
         return PurePosixPath(self.rel).suffix.lower()
 
 
-class _Hrefs(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
-
-
-def parse_autoindex(html: str) -> list[str]:
-    """Entries of an Apache autoindex page (folders end in ``/``), without the sort links,
-    ``../``, absolute links and links off the page's folder."""
-    parser = _Hrefs()
-    parser.feed(html)
-    out = []
-    for href in parser.hrefs:
-        if href.startswith(("?", "/", "#")) or "://" in href or href in ("../", "./"):
-            continue
-        name = urllib.parse.unquote(href.split("?", 1)[0])
-        if name and name.rstrip("/") and "/" not in name.rstrip("/") and name not in out:
-            out.append(name)
-    return out
-
-
 class EmpiarNet:
     """EMPIAR's tree over :mod:`emingest.transports`: API calls and autoindex pages by
     :class:`HttpTransport`, FTP listings by :class:`FtpTransport`, files by
@@ -790,7 +701,7 @@ class EmpiarNet:
 
     @staticmethod
     def listing_method(root: str) -> str:
-        return "ftp listing" if _is_ftp(root) else "http autoindex"
+        return "ftp listing" if is_ftp(root) else "http autoindex"
 
     def local_path(self, name: str) -> Path:
         """Where the cache keeps ``name`` (a path below the cache root); an unsafe name
@@ -829,23 +740,12 @@ class EmpiarNet:
         return out
 
     def _list_dir(self, url: str) -> list[tuple[str, int | None, bool]]:
-        if _is_ftp(url):
-            # NLST says nothing of types: folders are the names without a dot
-            return [
-                (e.name, e.size, e.is_dir if e.is_dir is not None else "." not in e.name)
-                for e in self.ftp.list_dir(url)
-            ]
-        page = self.http.get_bytes(url).decode("utf-8", "replace")
-        return [(n.rstrip("/"), None, n.endswith("/")) for n in parse_autoindex(page)]
+        return [(e.name, e.size, bool(e.is_dir)) for e in list_dir(self.http, self.ftp, url)]
 
     def exists(self, root: str, accession: str, rel: str) -> int | None:
         """The size of a file the listing did not show (HEAD / FTP ``SIZE``), or None when it
         does not exist or its size is unknown."""
-        url = self.url(root, accession, rel)
-        try:
-            return self.ftp.size(url) if _is_ftp(url) else self.http.head(url).size
-        except EntryNotFoundError:
-            return None
+        return remote_size(self.http, self.ftp, self.url(root, accession, rel))
 
     # -- downloads -------------------------------------------------------------------------
 
@@ -855,7 +755,3 @@ class EmpiarNet:
         if cancel is not None and cancel.is_set():
             raise SourceError(f"{member.url}: download cancelled")
         return self.downloader.fetch(member.url, member.name)
-
-
-def _is_ftp(url: str) -> bool:
-    return url.lower().startswith("ftp://")
