@@ -244,3 +244,35 @@ def test_toml_round_trip_any_source_sections(sources: dict) -> None:
     s = load_settings(environ={}, overrides={"sources": sources})
     _, back = _round_trip(s)
     assert back == s
+
+
+def test_global_transport_applies_to_every_file_source_and_sources_override_keys(
+    tmp_path: Path,
+) -> None:
+    from emingest.sources.empiar import EmpiarSource
+    from emingest.sources.epfl import EpflSource
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[storage]\n"
+        f"data_root = {str(tmp_path)!r}\n"
+        "[transport]\nper_host_connections = 2\nstall_timeout_s = 7.0\n"
+        "[sources.epfl.transport]\nstall_timeout_s = 9.0\n",
+        encoding="utf-8",
+    )
+    s = load_settings(path, environ={"EMINGEST_TRANSPORT__ATTEMPTS": "3"})
+    epfl, empiar = EpflSource(s), EmpiarSource(s)
+    try:
+        assert epfl.options.transport.per_host_connections == 2  # global
+        assert epfl.options.transport.stall_timeout_s == 9.0  # its own key wins
+        assert epfl.options.transport.attempts == 3  # global, from the environment
+        assert empiar.options.transport.stall_timeout_s == 7.0
+        assert empiar.options.transport.per_host_connections == 2
+    finally:
+        epfl.close()
+        empiar.close()
+
+
+def test_invalid_global_transport_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="per_host_connections"):
+        load_settings(environ={}, overrides={"transport": {"per_host_connections": 0}})

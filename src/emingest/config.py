@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emingest.errors import ConfigError
+from emingest.transports.settings import TransportSettings
 
 ENV_PREFIX = "EMINGEST_"
 MiB = 1 << 20
@@ -117,6 +118,11 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    transport: TransportSettings = Field(
+        default_factory=TransportSettings,
+        description="Timeouts, connection limits, retries and segments of every file archive; "
+        "a source's own [sources.<name>.transport] overrides single keys",
+    )
     # Per-source settings are validated by each source's own model (see sources/base.py), so a
     # third-party source can bring its own section without touching this file.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -121,7 +121,13 @@ def source_settings(settings: Settings, name: str, model: type[SourceSettings]) 
 
     from emingest.errors import ConfigError
 
+    section = settings.source_section(name)
+    if "transport" in model.model_fields:
+        # [transport] applies to every source; [sources.<name>.transport] overrides its keys
+        shared = settings.transport.model_dump(exclude_unset=True)
+        own = section.get("transport") or {}
+        section["transport"] = {**shared, **(own if isinstance(own, dict) else {})}
     try:
-        return model.model_validate(settings.source_section(name))
+        return model.model_validate(section)
     except ValidationError as err:
         raise ConfigError(f"invalid settings in [sources.{name}]:\n{err}") from err
