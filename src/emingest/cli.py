@@ -513,7 +513,7 @@ def demo(
 ) -> None:
     """Start replicas of the five archives on 127.0.0.1, run the default configuration against
     them, then build the catalog and the metadata report. Needs no network at all."""
-    from emingest.catalog import open_catalog
+    from emingest.catalog import catalog_db_path, open_catalog
     from emingest.catalog.report import build_report, summary_text, write_report
     from emingest.testing.replicas import ReplicaSet
 
@@ -538,7 +538,11 @@ def demo(
         report = build_report(data_root)
         json_path, _ = write_report(report, data_root)
         typer.echo(summary_text(report))
-        typer.echo(f"Data: {data_root}  catalog: {sync}  report: {json_path}")
+        skipped = f", {len(sync.skipped)} sidecars skipped" if sync.skipped else ""
+        typer.echo(
+            f"Data: {data_root}\nCatalog: {catalog_db_path(settings)} ({sync.indexed} records"
+            f"{skipped})\nReport: {json_path}"
+        )
         if serve:
             typer.echo("Replicas keep running; Ctrl-C stops them.")
             try:
