@@ -582,6 +582,9 @@ def schema(
 
 
 def main() -> None:
+    from emingest.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before the worker threads allocate: see emingest.memory
     app()
 
 

@@ -27,6 +27,7 @@ from emingest.catalog import index_record
 from emingest.config import Settings
 from emingest.errors import ConversionError, EmingestError
 from emingest.journal import TileJournal
+from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import Level, plan_levels
 from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
 from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
@@ -126,6 +127,7 @@ class Pipeline:
         progress: Progress | None = None,
         executor: Executor | None = None,
     ) -> None:
+        limit_malloc_arenas()  # RSS follows the tiles, not the run's length (emingest.memory)
         self.settings = settings
         self.progress = progress or NullProgress()
         self._own_executor = executor is None
