@@ -177,7 +177,7 @@ def test_toml_round_trip_non_defaults(tmp_path: Path) -> None:
                 "max_levels": 4,
                 "keep_raw": False,
             },
-            "pipeline": {"workers": 9, "tile_bytes": 12345, "executor": "tcp://h:8786"},
+            "pipeline": {"workers": 9, "tile_bytes": 12345, "concurrent_volumes": 3},
             "logging": {"log_dir": str(tmp_path / "lögs"), "level": "DEBUG"},
             "sources": {
                 "empiar": {"base_url": "https://x.invalid/", "timeout": 2.5, "retries": 3},
@@ -276,3 +276,8 @@ def test_global_transport_applies_to_every_file_source_and_sources_override_keys
 def test_invalid_global_transport_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="per_host_connections"):
         load_settings(environ={}, overrides={"transport": {"per_host_connections": 0}})
+
+
+def test_an_executor_other_than_threads_is_refused_not_ignored() -> None:
+    with pytest.raises(ConfigError, match="executor 'tcp://h:8786' is not supported yet"):
+        load_settings(environ={}, overrides={"pipeline": {"executor": "tcp://h:8786"}})

@@ -65,7 +65,18 @@ class PipelineSettings(_Section):
         description="Largest region one task reads at once; peak memory ~ workers x 3 x this",
     )
     concurrent_volumes: int = Field(2, ge=1, description="Volumes ingested at the same time")
-    executor: str = Field("threads", description="'threads' or a dask scheduler address")
+    executor: str = Field(
+        "threads", description="'threads' (the only one so far; see docs/architecture.md)"
+    )
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, v: str) -> str:
+        # Region tasks share in-process state (the tile journal, the writer, progress), so an
+        # executor in other processes, such as a Dask cluster, needs more than a setting.
+        if v != "threads":
+            raise ValueError(f"executor {v!r} is not supported yet; use 'threads'")
+        return v
 
 
 class LogSettings(_Section):

@@ -118,7 +118,8 @@ class VolumeResult:
 
 class Pipeline:
     """Ingests volumes; one instance per run. ``executor`` defaults to a thread pool of
-    ``settings.pipeline.workers`` (any ``concurrent.futures.Executor`` works, e.g. dask's)."""
+    ``settings.pipeline.workers`` (any ``concurrent.futures.Executor`` whose tasks run in this
+    process works: tasks share the journal, the writer and progress)."""
 
     def __init__(
         self,
