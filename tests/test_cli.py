@@ -87,3 +87,30 @@ def test_demo_runs_the_pipeline_against_the_replicas_offline(tmp_path: Path) -> 
         assert read_record(p).status == "complete", p
     labels = data / "epfl" / "ca1-hippocampus" / "training.ome.zarr" / "labels"
     assert (labels / "training_groundtruth" / "s0").is_dir()
+
+
+def test_dry_run_lists_the_plan_and_downloads_nothing(tmp_path: Path, monkeypatch) -> None:
+    from emingest.testing.empiar import EmpiarReplica
+
+    monkeypatch.chdir(tmp_path)
+    with EmpiarReplica(tmp_path / "replica") as empiar:
+        result = runner.invoke(
+            app,
+            [
+                "ingest",
+                "empiar",
+                "11759",
+                "--api-url",
+                empiar.api_url,
+                "--files-url",
+                empiar.files_http_url,
+                "--dry-run",
+            ],
+        )
+        names = empiar.dm3_names
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("empiar/EMPIAR-11759/")
+    assert f"members={len(names)} (" in lines[0] and names[0] in lines[0] and names[-1] in lines[0]
+    assert lines[-1] == "1 volume; --dry-run: nothing downloaded, no data written"
+    assert not (tmp_path / "data").exists()

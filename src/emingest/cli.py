@@ -17,6 +17,7 @@ from emingest.errors import ConfigError, EmingestError
 from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
 from emingest.progress import LogProgress, Progress, RichProgress
 from emingest.sources import create_source
+from emingest.sources.base import VolumeRef
 
 app = typer.Typer(
     name="emingest",
@@ -52,6 +53,14 @@ ShardOpt = Annotated[
 ]
 LevelsOpt = Annotated[int | None, typer.Option("--levels", help="Most pyramid levels, s0 included")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo volumes that are complete")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="List the volumes and files that would be ingested, then stop (API calls and "
+        "listings only: nothing is downloaded, no data is written)",
+    ),
+]
 
 
 def _overrides(
@@ -161,10 +170,12 @@ def _ingest(
     settings: Settings,
     *,
     force: bool,
+    dry_run: bool = False,
     voxel_size_nm: tuple[float, float, float] | None = None,
     **options: Any,
 ) -> None:
-    """Discover the volumes ``spec`` names, ingest them, print one line each, exit 0/1/2."""
+    """Discover the volumes ``spec`` names, ingest them, print one line each, exit 0/1/2.
+    ``dry_run``: print what was discovered and stop."""
     log_path = setup_logging(settings, source_name)
     try:
         source = create_source(source_name, settings)
@@ -173,6 +184,17 @@ def _ingest(
         log.error("%s", err)
         typer.echo(f"emingest: {err}", err=True)
         raise typer.Exit(2 if isinstance(err, ConfigError) else 1) from err
+    if dry_run:
+        for line in plan_lines(refs):
+            typer.echo(line)
+        n = len(refs)
+        typer.echo(
+            f"{n} volume{'' if n == 1 else 's'}; --dry-run: nothing downloaded, no data written"
+        )
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+        raise typer.Exit(0)
     jobs = jobs_for(source, refs, voxel_size_nm=voxel_size_nm)
     try:
         results = run_jobs(settings, jobs, force=force)
@@ -182,6 +204,24 @@ def _ingest(
             close()
     log.info("log written to %s", log_path)
     raise typer.Exit(report(results))
+
+
+def plan_lines(refs: Sequence[VolumeRef]) -> list[str]:
+    """One line per discovered volume: its id, where it comes from, and what the source said
+    of it (long lists are counted, their first and last items named)."""
+    lines = []
+    for r in refs:
+        details = []
+        for key, value in r.extra:
+            if isinstance(value, tuple) and len(value) > 3:
+                value = f"{len(value)} ({value[0]} … {value[-1]})"
+            elif isinstance(value, tuple):
+                value = ", ".join(str(v) for v in value)
+            details.append(f"{key}={value}")
+        lines.append(
+            f"{r.source}/{r.source_id}/{r.name}  {r.locator}  {'  '.join(details)}".rstrip()
+        )
+    return lines
 
 
 def _with_source(settings: Settings, name: str, **values: Any) -> Settings:
@@ -207,12 +247,13 @@ def ingest_local(
     shard: ShardOpt = None,
     levels: LevelsOpt = None,
     force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Ingest local volumes (multi-page/ImageJ/OME TIFF, MRC, 2-D slice folders, Zarr)."""
     settings = _settings(
         config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
     )
-    _ingest("local", paths, settings, force=force, voxel_size_nm=voxel_size_nm)
+    _ingest("local", paths, settings, force=force, dry_run=dry_run, voxel_size_nm=voxel_size_nm)
 
 
 KeepRawOpt = Annotated[
@@ -241,6 +282,7 @@ def ingest_idr(
     shard: ShardOpt = None,
     levels: LevelsOpt = None,
     force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Ingest IDR images from their original files (never the rendered JPEGs)."""
     settings = _settings(
@@ -256,7 +298,7 @@ def ingest_idr(
     if not image_ids and dataset is None:
         typer.echo("emingest: give IMAGE_ID... or --dataset ID", err=True)
         raise typer.Exit(2)
-    _ingest("idr", image_ids or [], settings, force=force, dataset=dataset)
+    _ingest("idr", image_ids or [], settings, force=force, dry_run=dry_run, dataset=dataset)
 
 
 @ingest_app.command("epfl")
@@ -277,6 +319,7 @@ def ingest_epfl(
     shard: ShardOpt = None,
     levels: LevelsOpt = None,
     force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Ingest the EPFL CA1 hippocampus volumes; ground truth becomes labels of its volume."""
     settings = _settings(
@@ -289,7 +332,7 @@ def ingest_epfl(
         keep_raw=keep_raw,
     )
     settings = _with_source(settings, "epfl", base_url=base_url)
-    _ingest("epfl", names or [], settings, force=force)
+    _ingest("epfl", names or [], settings, force=force, dry_run=dry_run)
 
 
 @ingest_app.command("empiar")
@@ -312,13 +355,22 @@ def ingest_empiar(
     shard: ShardOpt = None,
     levels: LevelsOpt = None,
     force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Ingest EMPIAR entries: DM3/DM4 slice series become z-stacks, MRC files volumes."""
     settings = _settings(
         config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
     )
     settings = _with_source(settings, "empiar", api_url=api_url, files_url=files_url)
-    _ingest("empiar", entries, settings, force=force, files=files or None, max_files=max_files)
+    _ingest(
+        "empiar",
+        entries,
+        settings,
+        force=force,
+        dry_run=dry_run,
+        files=files or None,
+        max_files=max_files,
+    )
 
 
 @ingest_app.command("openorganelle")
@@ -342,6 +394,7 @@ def ingest_openorganelle(
     chunk: ChunkOpt = None,
     shard: ShardOpt = None,
     force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Copy an OpenOrganelle (COSEM) array and its own pyramid from anonymous S3."""
     settings = _settings(config, data_root=data_root, workers=workers, chunk=chunk, shard=shard)
@@ -365,6 +418,7 @@ def ingest_openorganelle(
         datasets,
         settings,
         force=force,
+        dry_run=dry_run,
         array=array,
         levels=source_levels,
         region=region,
@@ -395,13 +449,25 @@ def ingest_flyem(
     shard: ShardOpt = None,
     levels: LevelsOpt = None,
     force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Copy a box or a seeded random crop of the FlyEM hemibrain (DVID or precomputed)."""
     settings = _settings(
         config, data_root=data_root, workers=workers, chunk=chunk, shard=shard, levels=levels
     )
     settings = _with_source(settings, "flyem", dvid_url=dvid_url, precomputed_url=precomputed_url)
-    _ingest("flyem", [], settings, force=force, via=via, box=box, crop=crop, seed=seed, scale=scale)
+    _ingest(
+        "flyem",
+        [],
+        settings,
+        force=force,
+        dry_run=dry_run,
+        via=via,
+        box=box,
+        crop=crop,
+        seed=seed,
+        scale=scale,
+    )
 
 
 def _short(text: str, width: int = 60) -> str:
