@@ -131,6 +131,28 @@ def test_sharded_store_is_valid_and_exact(tmp_path: Path) -> None:
     np.testing.assert_array_equal(g["s0"][:], a)
 
 
+@pytest.mark.parametrize("dims", [(70, 64, 64), (69, 50, 61)])  # odd edges too
+def test_levels_from_shards_larger_than_the_budget_equal_whole_downsampling(
+    tmp_path: Path, dims: tuple[int, int, int]
+) -> None:
+    """A shard (32^3 = 32 KiB) footprint below (256 KiB) exceeds tile_bytes (16 KiB): the
+    level is built from z-slabs of the level below; every level must equal downsampling the
+    whole previous level at once."""
+    a = em_like(dims, seed=4)
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, a)
+    st = settings_for(tmp_path, tile_bytes=16 << 10)
+    st.storage.shard_shape = (32, 32, 32)
+    [res] = ingest(st, [src], voxel=(5.0, 4.0, 4.0))
+    rec = read_record(res.record_path)
+    assert rec.status == "complete" and len(rec.scales) >= 3
+    g = zarr.open_group(rec.local_paths.volume, mode="r")
+    expected = a
+    for n in range(len(rec.scales)):
+        np.testing.assert_array_equal(g[f"s{n}"][:], expected, err_msg=f"s{n}")
+        expected = downsample_mean2(expected)
+
+
 def test_bad_inputs_fail_alone_with_clear_records(tmp_path: Path) -> None:
     good = tmp_path / "good.tif"
     tifffile.imwrite(good, em_like((10, 20, 20)))
