@@ -101,10 +101,10 @@ def _settings(config: Path | None, **flags: Any) -> Settings:
         raise typer.Exit(2) from err
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is now (test runners swap it), not the one at start."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -562,7 +562,7 @@ def run(
 def demo_datasets(settings: Settings) -> list[Any]:
     """The default datasets at replica size: the FlyEM crop shrinks to fit the replica, and
     the OpenOrganelle replica has 3 levels (s0-s2) where the real store has 9."""
-    small = {"flyem": {"crop": 64}, "openorganelle": {"levels": "1-2"}}
+    small: dict[str, dict[str, Any]] = {"flyem": {"crop": 64}, "openorganelle": {"levels": "1-2"}}
     return [
         d.model_copy(update={"options": {**d.options, **small.get(d.source, {})}})
         for d in settings.datasets

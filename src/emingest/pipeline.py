@@ -11,6 +11,7 @@ complete (``_OrderedDigest``), so no voxel crosses the network twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -386,7 +387,7 @@ class Pipeline:
                 continue
             if ordered is not None:
                 ordered.expect(idx[0])
-            tasks.append(lambda idx=idx, region=region: level0_tile(idx, region))
+            tasks.append(functools.partial(level0_tile, idx, region))
         self._run_tasks(tasks)
 
         for lv in range(2 if inline else 1, len(levels)):
@@ -512,14 +513,14 @@ class _ReusedBuffers:
 
     def read(self, region: Region) -> np.ndarray:
         if self._read_into is None:
-            return self._read(region)  # type: ignore[no-any-return]
+            return self._read(region)
         shape = tuple(s.stop - s.start for s in region)
         n = int(np.prod(shape)) * self._dtype.itemsize
         flat = getattr(self._local, "flat", None)
         if flat is None or flat.size < n:
             flat = self._local.flat = np.empty(n, np.uint8)
         out = flat[:n].view(self._dtype).reshape(shape)
-        return self._read_into(region, out)  # type: ignore[no-any-return]
+        return self._read_into(region, out)
 
 
 class _OrderedDigest:

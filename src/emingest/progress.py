@@ -91,6 +91,7 @@ class RichProgress:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            TaskID,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
@@ -107,7 +108,7 @@ class RichProgress:
             TimeRemainingColumn(),
             transient=False,
         )
-        self._tasks: dict[str, object] = {}
+        self._tasks: dict[str, tuple[TaskID, str]] = {}  # key -> (rich's task, label)
         self._lock = threading.Lock()
 
     def __enter__(self) -> RichProgress:
@@ -119,16 +120,16 @@ class RichProgress:
 
     def start(self, key: str, label: str, total_bytes: int) -> None:
         with self._lock:
-            self._tasks[key] = self._progress.add_task(label, total=total_bytes)
+            self._tasks[key] = (self._progress.add_task(label, total=total_bytes), label)
 
     def advance(self, key: str, nbytes: int) -> None:
-        task = self._tasks.get(key)
-        if task is not None:
-            self._progress.advance(task, nbytes)  # type: ignore[arg-type]
+        entry = self._tasks.get(key)
+        if entry is not None:
+            self._progress.advance(entry[0], nbytes)
 
     def finish(self, key: str, status: str) -> None:
         with self._lock:
-            task = self._tasks.pop(key, None)
-        if task is not None:
-            label = self._progress.tasks[task].description  # type: ignore[index]
-            self._progress.update(task, description=f"{label} [{status}]")  # type: ignore[arg-type]
+            entry = self._tasks.pop(key, None)
+        if entry is not None:
+            task, label = entry
+            self._progress.update(task, description=f"{label} [{status}]")

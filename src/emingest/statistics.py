@@ -20,6 +20,7 @@ HIST_BINS = 256
 _COUNT_SLICE = 1 << 22  # voxels per bincount call: keeps its intp temporary small
 _CV_SLICE = 1 << 24  # calcHist counts in float32: exact up to 2^24 per bin
 
+_cv2: Any
 try:  # optional speed-up with identical results; see _calchist_into
     import cv2 as _cv2
 except ImportError:  # pragma: no cover - opencv-python-headless is a dependency
@@ -62,7 +63,7 @@ class StreamingDigest:
     def update(self, block: np.ndarray) -> None:
         """Add the next voxels in C order (a whole number of planes or rows)."""
         block = np.ascontiguousarray(block, dtype=self.dtype)
-        self._sha.update(memoryview(block).cast("B"))
+        self._sha.update(block.data.cast("B"))
         flat = block.reshape(-1)
         if self._exact:
             self._count_exact(flat)
@@ -148,6 +149,7 @@ class StreamingDigest:
         if self._n == 0:
             return None
         edges = np.linspace(self._min, self._max, HIST_BINS + 1)
+        assert self._lo is not None  # set by the first update with a finite value
         centres = self._lo + (np.arange(self._fine.size) + 0.5) * self._width
         np.clip(centres, self._min, self._max, out=centres)
         counts = np.histogram(centres, bins=edges, weights=self._fine)[0].astype(np.int64)

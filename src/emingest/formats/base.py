@@ -100,10 +100,10 @@ class ContiguousArrayFile:
         for i, z in enumerate(range(zs.start, zs.stop)):
             position = self.offset + z * plane + ys.start * row
             if full_rows:
-                self._pread_into(memoryview(out[i]).cast("B"), position)
+                self._pread_into(out[i].data.cast("B"), position)
             else:
                 assert scratch is not None
-                self._pread_into(memoryview(scratch).cast("B"), position)
+                self._pread_into(scratch.data.cast("B"), position)
                 out[i] = scratch[:, xs]
         return out
 

@@ -65,7 +65,7 @@ class ImageStackVolume(FileVolume):
             tv.close()
         super().__init__(
             path=Path(spec),
-            shape=(len(files), *first.shape),  # type: ignore[arg-type]
+            shape=(len(files), *first.shape),
             dtype=first.dtype.newbyteorder("="),
             voxel_size_nm=voxel,
             voxel_size_origin=origin,

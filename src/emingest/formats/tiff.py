@@ -66,7 +66,7 @@ def _ome_voxel(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float] | Non
     pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels")), None)
     if pixels is None:
         return None, {"ome_xml": xml}
-    sizes = []
+    sizes: list[float | None] = []
     for axis in "ZYX":
         value = pixels.get(f"PhysicalSize{axis}")
         factor = nm_per(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
@@ -127,11 +127,13 @@ class TiffVolume(FileVolume):
                 raise ConversionError(
                     f"{path}: truncated TIFF: pixel data needs {needed} bytes, file has {file_size}"
                 )
-            order = ">" if self._tif.byteorder == ">" else "<"
-            self._mm = ContiguousArrayFile(Path(path), offset, shape, dtype.newbyteorder(order))
+            swapped = dtype.newbyteorder(">" if self._tif.byteorder == ">" else "<")
+            self._mm = ContiguousArrayFile(Path(path), offset, shape, swapped)
         else:
             self._pages = series.pages
             last = self._pages[len(self._pages) - 1]
+            if last is None:
+                raise ConversionError(f"{path}: the series' last page is missing")
             ends = [o + c for o, c in zip(last.dataoffsets, last.databytecounts, strict=True)]
             if ends and max(ends) > file_size:
                 raise ConversionError(
@@ -153,9 +155,12 @@ class TiffVolume(FileVolume):
             (zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self.dtype
         )
         for i, z in enumerate(range(zs.start, zs.stop)):
+            frame = self._pages[z]
+            if frame is None:
+                raise ConversionError(f"{self.path}: page {z} is missing from the series")
             try:
                 with self._lock:  # tifffile's file handle is shared by the pages
-                    page = self._pages[z].asarray()
+                    page = frame.asarray()
             except Exception as err:
                 raise ConversionError(f"{self.path}: page {z} cannot be decoded: {err}") from err
             out[i] = page.reshape(self.shape[1:])[ys, xs]

@@ -22,9 +22,9 @@ def is_zarr(path: Path) -> bool:
 
 def _ngff_level0(
     group: zarr.Group, path: Path
-) -> tuple[str, tuple[float, float, float] | None, dict]:
-    attrs = dict(group.attrs)
-    ms = (attrs.get("ome") or attrs).get("multiscales")
+) -> tuple[str, tuple[float, float, float] | None, dict[str, Any]]:
+    attrs: dict[str, Any] = dict(group.attrs)  # JSON: checked below as it is read
+    ms: Any = (attrs.get("ome") or attrs).get("multiscales")
     if not ms:
         raise UnsupportedFormatError(
             f"{path}: Zarr group without OME-NGFF multiscales; name one of its arrays instead"
@@ -37,10 +37,10 @@ def _ngff_level0(
         (t["scale"] for t in ds.get("coordinateTransformations", []) if t["type"] == "scale"),
         None,
     )
-    voxel = None
+    voxel: tuple[float, ...] | None = None
     if scale is not None and axes[-3:] == ["z", "y", "x"]:
-        factors = [nm_per(u) for u in units[-3:]]
-        if all(f is not None for f in factors):
+        factors = [f for f in (nm_per(u) for u in units[-3:]) if f is not None]
+        if len(factors) == 3:
             voxel = tuple(float(s) * f for s, f in zip(scale[-3:], factors, strict=True))
     return ds["path"], voxel, first  # type: ignore[return-value]
 
@@ -66,7 +66,7 @@ class ZarrVolume(FileVolume):
         super().__init__(
             path=Path(path),
             shape=shape,
-            dtype=np.dtype(arr.dtype).newbyteorder("="),  # type: ignore[arg-type]
+            dtype=np.dtype(arr.dtype).newbyteorder("="),
             voxel_size_nm=voxel,
             voxel_size_origin="OME-NGFF scale" if voxel else "",
             format="zarr",

@@ -49,11 +49,11 @@ def plan_levels(
             Level(
                 path=f"s{k}",
                 shape=current,  # type: ignore[arg-type]
-                voxel_size_nm=tuple(float(v) * factor for v in voxel_size_nm),  # type: ignore[arg-type]
+                voxel_size_nm=tuple(float(v) * factor for v in voxel_size_nm),
                 translation_nm=tuple(
                     float(o) + (factor - 1) / 2 * float(v)
                     for o, v in zip(origin_nm, voxel_size_nm, strict=True)
-                ),  # type: ignore[arg-type]
+                ),
             )
         )
         fits_one_chunk = any(n <= c for n, c in zip(current, chunk_shape, strict=True))
@@ -78,7 +78,7 @@ def multiscales_attrs(
         "nearest": "2x2x2 subsampling (first voxel), so label values are never mixed",
         "copied": "levels copied unchanged from the source archive's own pyramid",
     }
-    attrs = {
+    attrs: dict[str, Any] = {
         "version": NGFF_VERSION,
         "multiscales": [
             {

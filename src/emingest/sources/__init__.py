@@ -39,11 +39,11 @@ def get_source_class(name: str) -> type[Any]:
     if name not in known:
         raise ConfigError(f"unknown source {name!r}; known sources: {', '.join(sorted(known))}")
     module_name, _, class_name = known[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def create_source(name: str, settings: Settings) -> Source:
-    return get_source_class(name)(settings)  # type: ignore[no-any-return]
+    return get_source_class(name)(settings)
 
 
 __all__ = [
