@@ -2,7 +2,7 @@
 # One entry point for newcomers and CI: creates .venv, installs emingest, then runs a job.
 #   ./run.sh            set up, then the main job (emingest run: the five datasets, real archives)
 #   ./run.sh demo       set up, then emingest demo (replicas of the archives, no network)
-#   ./run.sh test       set up, then the test suite (what CI runs)
+#   ./run.sh test       set up, then ruff, mypy and the test suite (what CI runs)
 #   ./run.sh bench      set up, then the benchmarks (prints figures)
 #   ./run.sh emingest … set up, then any emingest command
 set -euo pipefail
@@ -26,7 +26,13 @@ job=${1:-main}
 case "$job" in
   main) setup testing; exec .venv/bin/emingest run "$@" ;;
   demo) setup testing; exec .venv/bin/emingest demo "$@" ;;
-  test) setup test; exec .venv/bin/python -m pytest "$@" ;;
+  test)
+    setup test
+    # static checks first (seconds): lint, formatting, types; then the test suite
+    .venv/bin/ruff check src tests benchmarks
+    .venv/bin/ruff format --check src tests benchmarks
+    .venv/bin/mypy src
+    exec .venv/bin/python -m pytest "$@" ;;
   bench) setup bench; exec .venv/bin/python benchmarks/ingest_local.py "$@" ;;
   emingest) setup testing; exec .venv/bin/emingest "$@" ;;
   *) echo "usage: ./run.sh [main|demo|test|bench|emingest ARGS...]" >&2; exit 2 ;;
