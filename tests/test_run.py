@@ -52,6 +52,7 @@ def test_an_unreachable_archive_fails_fast_and_the_others_complete(
     assert result.exit_code == 1, result.output
     assert "preflight idr" in result.output and "UNREACHABLE" in result.output
     assert "archive unreachable" in result.output
+    assert "No archive answered" not in result.output  # the others did
     data = tmp_path / "data"
     records = [
         p
@@ -85,3 +86,17 @@ def test_a_second_run_skips_complete_volumes(tmp_path: Path, replicas: ReplicaSe
     # Only metadata was asked again (preflight, describe-free discovery), no file download.
     again = replicas.replicas["idr"].request_log[before:]
     assert not any(path.endswith(".tif") for _, path, _ in again)
+
+
+def test_when_no_archive_answers_the_run_says_so_and_points_to_the_demo(tmp_path: Path) -> None:
+    cfg = tmp_path / "offline.toml"
+    cfg.write_text(
+        f"[storage]\ndata_root = {str(tmp_path / 'data')!r}\n"
+        f"[logging]\nlog_dir = {str(tmp_path / 'logs')!r}\n"
+        '[sources.idr]\napi_url = "http://127.0.0.1:9"\n'
+        '[[datasets]]\nname = "idr-1"\nsource = "idr"\nids = ["1"]\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["run", str(cfg), "--preflight-timeout", "2"])
+    assert result.exit_code == 1, result.output
+    assert "No archive answered" in result.output and "emingest demo" in result.output

@@ -135,6 +135,11 @@ def run_datasets(
     for c in checks.values():
         mark = "ok" if c.ok else "UNREACHABLE"
         report_line(f"preflight {c.source:<14} {mark:<11} {c.url}  ({c.detail})")
+    if checks and not any(c.ok for c in checks.values()):
+        report_line(
+            "No archive answered: is this machine offline or behind a proxy (HTTPS_PROXY)? "
+            "`emingest demo` runs the same pipeline against local replicas of the archives."
+        )
     outcomes: list[DatasetOutcome] = []
     jobs: list[VolumeJob] = []
     owners: list[int] = []
