@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ class LogProgress:
 class RichProgress:
     """A live display on a terminal: per volume bytes done, MB/s and ETA."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
+        """``console``: a ``rich.console.Console`` (default: rich's, on the terminal)."""
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -101,12 +102,13 @@ class RichProgress:
         )
 
         self._progress = _RichProgress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),  # names are literal
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             transient=False,
+            console=console,
         )
         self._tasks: dict[str, tuple[TaskID, str]] = {}  # key -> (rich's task, label)
         self._lock = threading.Lock()
