@@ -3,7 +3,7 @@
 glibc gives every thread that allocates its own malloc arena (up to 8 per core). The pipeline's
 workers and tensorstore's pool each allocate and free tile- and chunk-sized buffers, and the
 freed memory stays spread over many arenas, so RSS crept up with the length of a run: a 4 GiB
-ingest peaked at 830-882 MiB, against 564-616 MiB with two arenas, and was no slower. No
+ingest peaked at 830-862 MiB, against 564-602 MiB with two arenas, and was no slower. No
 Python library exposes ``mallopt``, hence ctypes.
 """
 
