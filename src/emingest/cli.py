@@ -177,26 +177,24 @@ def _ingest(
     """Discover the volumes ``spec`` names, ingest them, print one line each, exit 0/1/2.
     ``dry_run``: print what was discovered and stop."""
     log_path = setup_logging(settings, source_name)
+    source: Any = None
     try:
-        source = create_source(source_name, settings)
-        refs = source.discover(spec, **{k: v for k, v in options.items() if v is not None})
-    except EmingestError as err:
-        log.error("%s", err)
-        typer.echo(f"emingest: {err}", err=True)
-        raise typer.Exit(2 if isinstance(err, ConfigError) else 1) from err
-    if dry_run:
-        for line in plan_lines(refs):
-            typer.echo(line)
-        n = len(refs)
-        typer.echo(
-            f"{n} volume{'' if n == 1 else 's'}; --dry-run: nothing downloaded, no data written"
-        )
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
-        raise typer.Exit(0)
-    jobs = jobs_for(source, refs, voxel_size_nm=voxel_size_nm)
-    try:
+        try:
+            source = create_source(source_name, settings)
+            refs = source.discover(spec, **{k: v for k, v in options.items() if v is not None})
+        except EmingestError as err:
+            log.error("%s", err)
+            typer.echo(f"emingest: {err}", err=True)
+            raise typer.Exit(2 if isinstance(err, ConfigError) else 1) from err
+        if dry_run:
+            for line in plan_lines(refs):
+                typer.echo(line)
+            n = len(refs)
+            typer.echo(
+                f"{n} volume{'' if n == 1 else 's'}; --dry-run: nothing downloaded, no data written"
+            )
+            raise typer.Exit(0)
+        jobs = jobs_for(source, refs, voxel_size_nm=voxel_size_nm)
         results = run_jobs(settings, jobs, force=force)
     finally:
         close = getattr(source, "close", None)
@@ -648,9 +646,6 @@ def schema(
 
 
 def main() -> None:
-    from emingest.memory import limit_malloc_arenas
-
-    limit_malloc_arenas()  # before the worker threads allocate: see emingest.memory
     app()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     global _done
     if _done or not sys.platform.startswith("linux"):
         return _done
-    import os
-
     if "MALLOC_ARENA_MAX" in os.environ:  # the user's choice wins
         _done = True
         return True
