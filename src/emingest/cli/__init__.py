@@ -34,6 +34,26 @@ app.add_typer(catalog_app, name="catalog")
 
 log = logging.getLogger("emingest")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from emingest._version import __version__
+
+        typer.echo(f"emingest {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Ingest volume EM from public archives into OME-Zarr with a metadata catalog."""
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=False)
 ]
