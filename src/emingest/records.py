@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emingest._version import __version__
+from emingest.atomic import atomic_write_text
 from emingest.errors import ConversionError
-from emingest.omezarr.writer import atomic_write_text
 from emingest.statistics import VoxelStatistics
 
 RECORD_SCHEMA_VERSION = "1"

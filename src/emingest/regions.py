@@ -1,10 +1,74 @@
-"""Region arithmetic: tiles aligned to write blocks, sized to a memory budget, in C order."""
+"""Regions and boxes (what they are, how they are written and parsed) and region arithmetic:
+tiles aligned to write blocks, sized to a memory budget, in C order.
+
+A leaf module: it imports nothing of emingest, so formats, sources, the pipeline and the
+command line all share one definition.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-from emingest.sources.base import Region
+from emingest.errors import ConfigError
+
+Region = tuple[slice, slice, slice]
+"""A box in z, y, x voxel coordinates, half-open, steps of 1."""
+
+Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+"""(start, stop) per axis, z, y, x, half-open; a stop of -1 means "to the edge" where allowed."""
+
+OPEN_END = -1
+
+
+def parse_box(
+    value: str | Sequence[Any] | None, *, flag: str = "--box", open_ends: bool = False
+) -> Box | None:
+    """``"z0:z1,y0:y1,x0:x1"`` or three (start, stop) pairs / slices; None or "" is None.
+
+    ``open_ends``: an empty bound means the edge (start 0, stop :data:`OPEN_END`, resolved
+    later against the shape). Errors name ``flag``, the option the user typed.
+    """
+    if value is None or value == "":
+        return None
+    parts: list[Any] = value.split(",") if isinstance(value, str) else list(value)
+    if len(parts) != 3:
+        raise ConfigError(f"{flag} {value!r}: give three ranges z0:z1,y0:y1,x0:x1")
+    box = []
+    for part in parts:
+        try:
+            if isinstance(part, slice):
+                lo, hi = part.start, part.stop
+            elif isinstance(part, str):
+                if part.count(":") != 1:
+                    raise ValueError(part)
+                lo, hi = (p.strip() or None for p in part.split(":"))
+            else:
+                lo, hi = part
+            if not open_ends and (lo is None or hi is None):
+                raise ValueError(part)
+            start = 0 if lo is None else int(lo)
+            stop = OPEN_END if hi is None else int(hi)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{flag} {value!r}: {part!r} is not start:stop") from err
+        if start < 0 or (stop != OPEN_END and stop <= start) or (stop < 0 and not open_ends):
+            raise ConfigError(f"{flag} {value!r}: {part!r} must satisfy 0 <= start < stop")
+        box.append((start, stop))
+    return (box[0], box[1], box[2])
+
+
+def format_box(box: Sequence[tuple[int, int]]) -> str:
+    """``"z0:z1,y0:y1,x0:x1"``, the form :func:`parse_box` reads."""
+    return ",".join(f"{a}:{b}" for a, b in box)
+
+
+def box_region(box: Box) -> Region:
+    return (slice(*box[0]), slice(*box[1]), slice(*box[2]))
+
+
+def region_box(region: Region) -> Box:
+    z, y, x = ((int(s.start), int(s.stop)) for s in region)
+    return (z, y, x)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -83,5 +147,6 @@ def region_nbytes(region: Region, itemsize: int) -> int:
     return n
 
 
-def format_region(region: Region) -> str:
-    return ",".join(f"{s.start}:{s.stop}" for s in region)
+def format_region(region: Sequence[slice]) -> str:
+    """``"z0:z1,y0:y1,x0:x1"``: a region written as a box."""
+    return format_box([(s.start, s.stop) for s in region])

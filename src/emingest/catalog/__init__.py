@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from emingest.errors import CatalogError, EmingestError
+from emingest.layout import iter_sidecars
 from emingest.records import STATUS_COMPLETE, STATUS_SAVING, VolumeRecord, read_record
 
 if TYPE_CHECKING:
@@ -177,24 +177,6 @@ class Catalog(Protocol):
 
 
 # -- sidecars on disk -------------------------------------------------------------------------
-
-
-def iter_sidecars(data_root: Path | str) -> Iterator[Path]:
-    """Every record sidecar ``<data_root>/<source>/<source_id>/<name>.json``, sorted.
-
-    Hidden files and folders (temp files, journals) are skipped, and so is every JSON file
-    inside an ``*.ome.zarr`` store (zarr metadata), labels images included: their sidecar sits
-    beside the image's own, like any other record.
-    """
-    root = Path(data_root)
-    if not root.is_dir():
-        return
-    for path in sorted(root.glob("*/*/*.json")):
-        parts = path.relative_to(root).parts
-        if any(p.startswith(".") or p.endswith(".ome.zarr") for p in parts):
-            continue
-        if path.is_file():
-            yield path
 
 
 def read_sidecars(data_root: Path | str) -> tuple[list[CatalogRow], SyncResult]:

@@ -22,8 +22,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from emingest.catalog import iter_sidecars, status_group
-from emingest.omezarr.writer import atomic_write_text
+from emingest.atomic import atomic_write_text
+from emingest.catalog import status_group
+from emingest.layout import iter_sidecars
 from emingest.records import STATUS_COMPLETE, VolumeRecord, utc_now
 
 RATIO_DIGITS = 4

@@ -24,7 +24,7 @@ import numpy as np
 from emingest.errors import ConversionError, UnsupportedFormatError
 from emingest.formats.base import FileVolume, check_region
 from emingest.formats.units import nm_per
-from emingest.sources.base import Region
+from emingest.regions import Region
 
 DM_SUFFIXES = (".dm3", ".dm4")
 _RGB_TYPES = (8, 23)

@@ -13,7 +13,7 @@ import numpy as np
 
 from emingest.errors import ConversionError, UnsupportedFormatError
 from emingest.formats.base import ContiguousArrayFile, FileVolume
-from emingest.sources.base import Region
+from emingest.regions import Region
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
 

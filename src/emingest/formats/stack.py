@@ -11,7 +11,7 @@ from natsort import natsorted
 
 from emingest.errors import ConversionError, UnsupportedFormatError
 from emingest.formats.base import FileVolume, check_region
-from emingest.sources.base import Region
+from emingest.regions import Region
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".jp2")
 

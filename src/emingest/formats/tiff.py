@@ -20,7 +20,7 @@ import tifffile
 from emingest.errors import ConversionError, UnsupportedFormatError
 from emingest.formats.base import ContiguousArrayFile, FileVolume, check_region
 from emingest.formats.units import nm_per
-from emingest.sources.base import Region
+from emingest.regions import Region
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 

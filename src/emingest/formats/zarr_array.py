@@ -11,7 +11,7 @@ import zarr
 from emingest.errors import UnsupportedFormatError
 from emingest.formats.base import FileVolume, check_region, native
 from emingest.formats.units import nm_per
-from emingest.sources.base import Region
+from emingest.regions import Region
 
 
 def is_zarr(path: Path) -> bool:

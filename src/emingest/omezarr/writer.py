@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,23 +18,10 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
+from emingest.atomic import atomic_write_text
 from emingest.errors import ConversionError
 from emingest.omezarr.metadata import AXES, Level, multiscales_attrs
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, flush, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from emingest.regions import format_region
 
 
 def _codecs(zstd_level: int, chunk_shape: Sequence[int], shard_shape: Sequence[int] | None):
@@ -157,15 +143,12 @@ class OmeZarrWriter:
             self.array(level)[tuple(region)].write(data).result()
         except ValueError as err:
             raise ConversionError(
-                f"writing {self.path}/{self.levels[level].path} at {_fmt(region)} failed: {err}"
+                f"writing {self.path}/{self.levels[level].path} at {format_region(region)} "
+                f"failed: {err}"
             ) from err
 
     def read(self, level: int, region: Sequence[slice]) -> np.ndarray:
         return np.asarray(self.array(level)[tuple(region)].read().result())
-
-
-def _fmt(region: Sequence[slice]) -> str:
-    return ",".join(f"{s.start}:{s.stop}" for s in region)
 
 
 def store_size_bytes(path: Path, *, exclude: tuple[str, ...] = ("labels",)) -> int:
