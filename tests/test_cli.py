@@ -25,7 +25,9 @@ def test_ingest_local_writes_log_and_exits_zero(tmp_path: Path, monkeypatch) -> 
         ["ingest", "local", "v.tif", "--voxel-size-nm", "30", "4", "4", "--chunk", "8", "8", "8"],
     )
     assert result.exit_code == 0, result.output
-    [log] = (tmp_path / "logs").glob("local_*.log")
+    # Logs go under the data root by default: nothing is written beside it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "v.tif"]
+    [log] = (tmp_path / "data" / "logs").glob("local_*.log")
     assert "complete" in log.read_text()
     [record] = (tmp_path / "data" / "local").glob("v-*/v.json")
     rec = read_record(record)

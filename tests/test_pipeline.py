@@ -25,7 +25,7 @@ from emingest.omezarr.pyramid import downsample_mean2
 from emingest.pipeline import Pipeline, VolumeJob, VolumePaths
 from emingest.records import read_record
 from emingest.sources import create_source
-from emingest.sources.base import Region, VolumeInfo, VolumeRef
+from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
 
 
 def settings_for(tmp_path: Path, **pipeline: Any) -> Settings:
@@ -198,7 +198,7 @@ def test_complete_volume_is_skipped_unless_forced(tmp_path: Path) -> None:
     assert read_record(forced.record_path).sha256 == first.record.sha256
 
 
-class RecordingSource:
+class RecordingSource(Source, VolumeReader):
     """A source over an in-memory array that records every region it is asked for."""
 
     name: ClassVar[str] = "recording"

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from emingest.errors import ConfigError
 from emingest.transports.settings import TransportSettings
@@ -53,6 +60,16 @@ class StorageSettings(_Section):
             raise ValueError("every axis must be >= 1")
         return v
 
+    @model_validator(mode="after")
+    def _shard_holds_whole_chunks(self) -> StorageSettings:
+        shard, chunk = self.shard_shape, self.chunk_shape
+        if shard is not None and any(s % c for s, c in zip(shard, chunk, strict=True)):
+            raise ValueError(
+                f"shard shape {' '.join(map(str, shard))} is not a multiple of the chunk shape "
+                f"{' '.join(map(str, chunk))} on every axis (z y x)"
+            )
+        return self
+
 
 class PipelineSettings(_Section):
     """Concurrency and memory: the knobs that bound peak memory by design."""
@@ -80,7 +97,9 @@ class PipelineSettings(_Section):
 
 
 class LogSettings(_Section):
-    log_dir: Path = Field(Path("logs"), description="Folder of <source>_<YYYYmmdd_HHMMSS>.log")
+    log_dir: Path | None = Field(
+        None, description="Folder of <source>_<YYYYmmdd_HHMMSS>.log; None: <data_root>/logs"
+    )
     level: str = "INFO"
 
 
@@ -99,29 +118,6 @@ class DatasetSettings(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-def default_datasets() -> list[DatasetSettings]:
-    """The five datasets users of the earlier pipeline know (docs/running.md says why these
-    levels and crop)."""
-    return [
-        DatasetSettings(name="idr-9846137", source="idr", ids=["9846137"]),
-        DatasetSettings(name="empiar-11759", source="empiar", ids=["11759"]),
-        # All five files; the ground truths become labels of training/testing.
-        DatasetSettings(name="epfl-ca1", source="epfl"),
-        # s0 is 7.4 GB of int16: by default copy s1..s8 (s1 = 0.9 GB at 5.92 x 8 x 8 nm).
-        DatasetSettings(
-            name="openorganelle-jrc_mus-nacc-2",
-            source="openorganelle",
-            ids=["jrc_mus-nacc-2"],
-            options={"levels": "1-8"},
-        ),
-        DatasetSettings(
-            name="flyem-hemibrain-crop",
-            source="flyem",
-            options={"via": "dvid", "crop": 1000, "seed": 20260101},
-        ),
-    ]
-
-
 class Settings(_Section):
     """Everything a run needs. Sources get their own section under ``sources.<name>``."""
 
@@ -137,12 +133,20 @@ class Settings(_Section):
     # Per-source settings are validated by each source's own model (see sources/base.py), so a
     # third-party source can bring its own section without touching this file.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    datasets: list[DatasetSettings] = Field(
-        default_factory=default_datasets, description="What `emingest run` ingests"
+    # None: every source's own default datasets (sources.default_datasets), so a plug-in
+    # brings its defaults without touching this file; `emingest config show` lists them.
+    datasets: list[DatasetSettings] | None = Field(
+        None, description="What `emingest run` ingests; None: each source's default datasets"
     )
 
     def source_section(self, name: str) -> dict[str, Any]:
         return dict(self.sources.get(name, {}))
+
+    @property
+    def log_dir(self) -> Path:
+        """Where logs go: ``logging.log_dir``, or ``<data_root>/logs`` when unset."""
+        configured = self.logging.log_dir
+        return configured if configured is not None else self.storage.data_root / "logs"
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

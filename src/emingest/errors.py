@@ -53,6 +53,10 @@ class CatalogError(EmingestError):
     """The catalog database could not be read or written."""
 
 
+class RunInterrupted(EmingestError):
+    """The run was asked to stop (Ctrl-C): what is written stays, the same command resumes."""
+
+
 __all__ = [
     "CatalogError",
     "ConfigError",
@@ -61,6 +65,7 @@ __all__ = [
     "EntryNotFoundError",
     "IntegrityError",
     "RemoteFormatError",
+    "RunInterrupted",
     "SourceError",
     "TransientSourceError",
     "UnsupportedFormatError",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,8 +25,9 @@ import numpy as np
 
 from emingest.catalog import index_record
 from emingest.config import Settings
-from emingest.errors import ConversionError, EmingestError
+from emingest.errors import ConversionError, EmingestError, RunInterrupted
 from emingest.journal import TileJournal
+from emingest.layout import VolumePaths
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import Level, plan_levels
 from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
@@ -59,39 +59,6 @@ from emingest.statistics import StreamingDigest
 
 log = logging.getLogger(__name__)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-
-
-def safe_component(name: str) -> str:
-    """A folder/file name that stays inside its parent, whatever the source called it."""
-    cleaned = _UNSAFE.sub("_", name).strip("._") or "unnamed"
-    return cleaned[:200]
-
-
-@dataclass(frozen=True)
-class VolumePaths:
-    folder: Path
-    store: Path
-    record: Path
-    journal: Path
-
-    @classmethod
-    def for_ref(
-        cls, data_root: Path, ref: VolumeRef, labels_of: VolumeRef | None = None
-    ) -> VolumePaths:
-        """Where a volume goes; a labels image goes inside its image's ``labels/`` group."""
-        folder = Path(data_root) / safe_component(ref.source) / safe_component(ref.source_id)
-        name = safe_component(ref.name)
-        store = folder / f"{name}.ome.zarr"
-        if labels_of is not None:
-            store = cls.for_ref(data_root, labels_of).store / "labels" / name
-        return cls(
-            folder=folder,
-            store=store,
-            record=folder / f"{name}.json",
-            journal=folder / f".{name}.journal",
-        )
-
 
 @dataclass
 class VolumeJob:
@@ -101,6 +68,9 @@ class VolumeJob:
     """Overrides the source's voxel size (``--voxel-size-nm``)."""
     labels_of: VolumeRef | None = None
     """Makes this volume an OME-NGFF labels image of that one (e.g. ground-truth masks)."""
+
+
+STATUS_INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -128,8 +98,14 @@ class Pipeline:
         *,
         progress: Progress | None = None,
         executor: Executor | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
-        limit_malloc_arenas()  # RSS follows the tiles, not the run's length (emingest.memory)
+        limit_malloc_arenas()
+        # Set (Ctrl-C) to stop: region tasks not started yet end at once, volumes not started
+        # are not begun, and records stay resumable ("saving-data" plus the tile journal).
+        self.stop = (
+            stop or threading.Event()
+        )  # RSS follows the tiles, not the run's length (emingest.memory)
         self.settings = settings
         self.progress = progress or NullProgress()
         self._own_executor = executor is None
@@ -163,6 +139,8 @@ class Pipeline:
         ref = job.ref
         paths = VolumePaths.for_ref(self.settings.storage.data_root, ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
+        if self.stop.is_set():
+            return VolumeResult(ref, STATUS_INTERRUPTED, paths.record)
         if not force and paths.record.exists() and paths.store.exists():
             try:
                 existing = read_record(paths.record)
@@ -224,6 +202,10 @@ class Pipeline:
             log.info("%s: complete, shape %s, %.1f MB/s", label, record.volume_shape, rate)
             self.progress.finish(label, STATUS_COMPLETE)
             return VolumeResult(ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0)
+        except RunInterrupted:
+            log.warning("%s: interrupted; the same command resumes it", label)
+            self.progress.finish(label, STATUS_INTERRUPTED)
+            return VolumeResult(ref, STATUS_INTERRUPTED, paths.record, record)
         except Exception as err:
             status = error_status(f"{type(err).__name__}: {err}")
             if not isinstance(err, EmingestError | OSError):
@@ -351,6 +333,8 @@ class Pipeline:
         def run_digest() -> None:
             try:
                 for band in plane_bands(shape, itemsize, budget):
+                    if self.stop.is_set():
+                        raise RunInterrupted("interrupted")
                     digest.update(buffers.read(band))
             finally:
                 digest_done.set()
@@ -375,7 +359,7 @@ class Pipeline:
         # A remote reader is not read twice: its digest comes from the level 0 just written,
         # band by band while the other tiles are still being fetched.
         ordered = None
-        if getattr(reader, "digest_from_store", False):
+        if reader.digest_from_store:
             ordered = _OrderedDigest(
                 digest, shape, tile, block, budget, itemsize, lambda b: writer.read(0, b)
             )
@@ -455,7 +439,7 @@ class Pipeline:
         goes on (from the written store when the source is remote, else from the source)."""
         itemsize = dtype.itemsize
         block = writer.write_block
-        if getattr(reader, "digest_from_store", False):
+        if reader.digest_from_store:
             read0: Callable[[Region], np.ndarray] = lambda band: writer.read(0, band)  # noqa: E731
         else:
             read0 = lambda band: reader.read_level(0, band)  # noqa: E731
@@ -487,9 +471,14 @@ class Pipeline:
         self._run_tasks(tasks)
         return ordered.finish()
 
+    def _unless_stopped(self, task: Callable[[], None]) -> None:
+        if self.stop.is_set():
+            raise RunInterrupted("interrupted")
+        task()
+
     def _run_tasks(self, tasks: list[Callable[[], None]]) -> None:
         """Run tasks on the executor; on the first failure cancel the rest and raise it."""
-        futures: list[Future[None]] = [self.executor.submit(t) for t in tasks]
+        futures: list[Future[None]] = [self.executor.submit(self._unless_stopped, t) for t in tasks]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in done if f.exception() is not None), None)
         if failed is None:
@@ -502,18 +491,16 @@ class Pipeline:
 
 class _ReusedBuffers:
     """One read buffer per thread, reused from region to region: a fresh allocation's first
-    touch runs at ~0.5 GB/s here (performance.md), a reused one at memcpy speed. Used when the
-    reader offers ``read_into``; the data must not outlive the task that read it."""
+    touch runs at ~0.5 GB/s here (performance.md), a reused one at memcpy speed. Readers that cannot
+    fill a buffer return their own array (the contract's default ``read_into``); the data must
+    not outlive the task that read it."""
 
-    def __init__(self, reader: Any, dtype: np.dtype[Any]) -> None:
-        self._read_into = getattr(reader, "read_into", None)
-        self._read = reader.read
+    def __init__(self, reader: VolumeReader, dtype: np.dtype[Any]) -> None:
+        self._read_into = reader.read_into
         self._dtype = dtype
         self._local = threading.local()
 
     def read(self, region: Region) -> np.ndarray:
-        if self._read_into is None:
-            return self._read(region)
         shape = tuple(s.stop - s.start for s in region)
         n = int(np.prod(shape)) * self._dtype.itemsize
         flat = getattr(self._local, "flat", None)
@@ -604,10 +591,9 @@ def _drop_raw(paths: Sequence[Path]) -> None:
 
 
 def jobs_for(source: Source, refs: Sequence[VolumeRef], **kw: Any) -> list[VolumeJob]:
-    """Jobs for ``refs``; a source's ``labels_target(ref)`` (optional) makes a ref a labels
-    image of another volume, and images are queued before their labels."""
-    target = getattr(source, "labels_target", None)
-    jobs = [VolumeJob(source, ref, labels_of=target(ref) if target else None, **kw) for ref in refs]
+    """Jobs for ``refs``; a source's ``labels_target(ref)`` makes a ref a labels image of
+    another volume, and images are queued before their labels."""
+    jobs = [VolumeJob(source, ref, labels_of=source.labels_target(ref), **kw) for ref in refs]
     return sorted(jobs, key=lambda j: j.labels_of is not None)
 
 

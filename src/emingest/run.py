@@ -7,77 +7,44 @@ then a consolidation), done with one shared worker budget: the datasets' volumes
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from emingest.config import DatasetSettings, Settings
 from emingest.errors import EmingestError
 from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
 from emingest.progress import Progress
 from emingest.records import error_status
-from emingest.sources import create_source
-from emingest.sources.base import VolumeRef
+from emingest.sources import create_source, default_datasets, get_source_class
+from emingest.sources.base import Preflight, Source, VolumeRef, options_for
 
 log = logging.getLogger(__name__)
 
-AWS_S3 = "https://{bucket}.s3.amazonaws.com/"
+
+def resolve_datasets(settings: Settings) -> list[DatasetSettings]:
+    """The configured ``[[datasets]]``, or every source's default datasets when none are."""
+    if settings.datasets is not None:
+        return list(settings.datasets)
+    return default_datasets()
 
 
-@dataclass
-class Preflight:
-    source: str
-    url: str
-    ok: bool
-    detail: str
-    seconds: float
-
-
-def probe_url(source: str, options: Any) -> str:
-    """The one URL that says whether ``source``'s archive answers (any HTTP status counts)."""
-    if source == "idr":
-        return f"{options.api_url.rstrip('/')}/api/v0/"
-    if source == "empiar":
-        return f"{options.api_url.rstrip('/')}/entry/11759/"
-    if source == "epfl":
-        return options.base_url.rstrip("/") + "/"
-    if source == "openorganelle":
-        return options.endpoint_url or AWS_S3.format(bucket=options.bucket)
-    if source == "flyem":
-        return f"{options.dvid_url.rstrip('/')}/api/server/info"
-    raise KeyError(source)
-
-
-def preflight_url(source: str, settings: Settings) -> str | None:
-    """The URL to probe for ``source`` with these settings; None when there is none."""
+def preflight_source(source: str, settings: Settings, *, timeout_s: float) -> Preflight:
+    """Ask the source to reach its archive once; never raises (a source that cannot even be
+    created fails its preflight with the reason)."""
     try:
-        options = create_source(source, settings).options  # type: ignore[attr-defined]
-        return probe_url(source, options)
-    except (EmingestError, AttributeError, KeyError):
-        return None
-
-
-def preflight(source: str, url: str | None, *, timeout_s: float) -> Preflight:
-    """Reach the archive once, with a short timeout; never raises."""
-    t0 = time.monotonic()
-    if url is None:
-        return Preflight(source, "-", True, "no preflight for this source", 0.0)
-    if url.startswith("ftp://"):
-        return Preflight(source, url, True, "not probed (FTP)", 0.0)
+        created = create_source(source, settings)
+    except EmingestError as err:
+        return Preflight(source, "-", False, f"{type(err).__name__}: {err}", 0.0)
     try:
-        resp = requests.get(url, timeout=timeout_s, stream=True)
-        resp.close()
-        return Preflight(source, url, True, f"HTTP {resp.status_code}", time.monotonic() - t0)
-    except requests.RequestException as err:
-        inner = err.args[0] if err.args else ""
-        detail = f"{type(err).__name__}: {getattr(inner, 'reason', inner)}"
-        return Preflight(source, url, False, detail, time.monotonic() - t0)
+        return created.preflight(timeout_s=timeout_s)
+    finally:
+        created.close()
 
 
 @dataclass
@@ -118,17 +85,23 @@ def run_datasets(
     force: bool = False,
     preflight_timeout_s: float = 5.0,
     report_line: Any = print,
+    stop: threading.Event | None = None,
 ) -> list[DatasetOutcome]:
     """Preflight each archive, discover every dataset, then ingest all volumes together."""
     sources = sorted({d.source for d in datasets})
     # Sources are imported here, in one thread: concurrent first imports can see half-made
     # modules. Only the probes run in parallel.
-    urls = {s: preflight_url(s, settings) for s in sources}
+    for s in sources:
+        with contextlib.suppress(EmingestError):  # its preflight says why
+            get_source_class(s)
     with ThreadPoolExecutor(max(1, len(sources))) as pool:
         checks = dict(
             zip(
                 sources,
-                pool.map(lambda s: preflight(s, urls[s], timeout_s=preflight_timeout_s), sources),
+                pool.map(
+                    lambda s: preflight_source(s, settings, timeout_s=preflight_timeout_s),
+                    sources,
+                ),
                 strict=True,
             )
         )
@@ -143,7 +116,7 @@ def run_datasets(
     outcomes: list[DatasetOutcome] = []
     jobs: list[VolumeJob] = []
     owners: list[int] = []
-    opened: list[Any] = []
+    opened: list[Source] = []
     for d in datasets:
         check = checks[d.source]
         if not check.ok:
@@ -152,7 +125,9 @@ def run_datasets(
         try:
             source = create_source(d.source, settings)
             opened.append(source)
-            refs = source.discover(d.ids, **d.options)
+            options = options_for(source, d.options)
+            source.check_request(d.ids, options)
+            refs = source.discover(d.ids, **options)
         except EmingestError as err:
             log.error("%s/%s: %s", d.source, d.name, err)
             outcomes.append(DatasetOutcome(d, [], f"{type(err).__name__}: {err}"))
@@ -162,14 +137,12 @@ def run_datasets(
             jobs.append(job)
             owners.append(len(outcomes) - 1)
     try:
-        with Pipeline(settings, progress=progress) as pipe:
+        with Pipeline(settings, progress=progress, stop=stop) as pipe:
             for owner, result in zip(owners, pipe.run(jobs, force=force), strict=True):
                 outcomes[owner].results.append(result)
     finally:
         for source in opened:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
+            source.close()
     return outcomes
 
 
@@ -226,7 +199,8 @@ __all__ = [
     "Preflight",
     "VolumeRef",
     "all_complete",
-    "preflight",
+    "preflight_source",
+    "resolve_datasets",
     "run_datasets",
     "summary_rows",
 ]

@@ -1,6 +1,7 @@
-"""``emingest catalog …``: sync, list, show and report, as a typer sub-app.
+"""``emingest catalog …``: sync, list, show and report, as a typer sub-app (``register``).
 
-``emingest.cli`` mounts it with ``app.add_typer(catalog_app, name="catalog")``.
+Reading commands never create anything: with no catalog and no data root, ``list`` prints an
+empty result.
 """
 
 from __future__ import annotations
@@ -23,18 +24,13 @@ from emingest.catalog import (
     catalog_db_path,
     open_catalog,
 )
-from emingest.config import Settings, load_settings
-from emingest.errors import ConfigError, EmingestError
+from emingest.cli.app import new_app
+from emingest.cli.options import ConfigOpt, DataRootOpt, settings_from_flags
+from emingest.config import Settings
+from emingest.errors import EmingestError
 
-catalog_app = typer.Typer(
-    help="Query the catalog of ingested volumes, rebuild it, report on the records.",
-    no_args_is_help=True,
-)
+catalog_app = new_app("Query the catalog of ingested volumes, rebuild it, report on the records.")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file")]
-DataRootOpt = Annotated[
-    Path | None, typer.Option("--data-root", help="Data root [storage.data_root]")
-]
 DbOpt = Annotated[
     Path | None,
     typer.Option("--db", help="Catalog database [catalog.db_path; <data_root>/catalog.sqlite]"),
@@ -42,12 +38,15 @@ DbOpt = Annotated[
 
 
 def _settings(config: Path | None, data_root: Path | None) -> Settings:
-    overrides = {"storage": {"data_root": str(data_root)}} if data_root is not None else {}
-    try:
-        return load_settings(config, overrides=overrides)
-    except ConfigError as err:
-        typer.echo(f"emingest: {err}", err=True)
-        raise typer.Exit(2) from err
+    return settings_from_flags(config, data_root=data_root)
+
+
+def _nothing_there(config: Path | None, data_root: Path | None, db: Path | None) -> bool:
+    """No catalog file and no data root to rebuild one from: a reading command has nothing to
+    read, and must not create a database as a side effect."""
+    settings = _settings(config, data_root)
+    path = db if db is not None else catalog_db_path(settings)
+    return not path.exists() and not Path(settings.storage.data_root).is_dir()
 
 
 @contextmanager
@@ -171,7 +170,7 @@ def print_table(rows: list[CatalogRow]) -> None:
             table.add_row(*line)
         Console().print(table)
         return
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     for line in [headers, *cells]:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
@@ -224,8 +223,10 @@ def list_records(
     except EmingestError as err:
         typer.echo(f"emingest: {err}", err=True)
         raise typer.Exit(2) from err
-    with _catalog(config, data_root, db) as catalog:
-        rows = catalog.query(filters)
+    rows: list[CatalogRow] = []
+    if not _nothing_there(config, data_root, db):
+        with _catalog(config, data_root, db) as catalog:
+            rows = catalog.query(filters)
     if as_json:
         typer.echo(json.dumps([r.summary() for r in rows], indent=2))
     elif as_csv:
@@ -244,8 +245,10 @@ def show(
     db: DbOpt = None,
 ) -> None:
     """Print one record in full (its sidecar; the indexed copy when the sidecar is gone)."""
-    with _catalog(config, data_root, db) as catalog:
-        row = catalog.get(record_id)
+    row = None
+    if not _nothing_there(config, data_root, db):
+        with _catalog(config, data_root, db) as catalog:
+            row = catalog.get(record_id)
     if row is None:
         typer.echo(
             f"emingest: no record {record_id!r} in the catalog "
@@ -293,3 +296,7 @@ def report(
     typer.echo(f"wrote {log_path}")
     if data["unreadable"]:
         typer.echo(f"{len(data['unreadable'])} unreadable sidecars (see {log_path})", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(catalog_app, name="catalog")

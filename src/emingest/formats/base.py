@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from emingest.errors import ConversionError
-from emingest.sources.base import Region
+from emingest.readers import VolumeReader
+from emingest.regions import Region
 
 
 def check_region(region: Region, shape: tuple[int, int, int]) -> None:
@@ -25,7 +26,7 @@ def native(a: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class FileVolume:
+class FileVolume(VolumeReader):
     """A decoded local file: region reads plus header metadata, in z, y, x and nanometres."""
 
     path: Path

@@ -29,7 +29,7 @@ import re
 import threading
 import urllib.parse
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,8 +39,9 @@ import numpy as np
 from natsort import natsorted
 from pydantic import Field
 
-from emingest.config import Settings
+from emingest.config import DatasetSettings, Settings
 from emingest.errors import (
+    ConfigError,
     ConversionError,
     EntryNotFoundError,
     RemoteFormatError,
@@ -50,7 +51,16 @@ from emingest.formats.base import FileVolume, check_region
 from emingest.formats.dm3 import DM_SUFFIXES
 from emingest.formats.mrc import MRC_SUFFIXES
 from emingest.formats.slices import SliceFile, open_slice, open_volume_file
-from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.readers import VolumeReader
+from emingest.regions import Region
+from emingest.sources.base import (
+    Source,
+    SourceOptions,
+    SourceSettings,
+    VolumeInfo,
+    VolumeRef,
+    source_settings,
+)
 from emingest.transports import DownloadedFile, Downloader, TransportSettings, local_path, safe_name
 from emingest.transports.download import done_marker
 from emingest.transports.listing import is_ftp, list_dir, remote_size
@@ -125,10 +135,39 @@ def series_key(name: str) -> tuple[str, str, str] | None:
     return stem[: m.start()], stem[m.end() :] + (f".{ext}" if ext else ""), m.group(1)
 
 
-class EmpiarSource:
+class EmpiarOptions(SourceOptions):
+    files: list[str] | None = Field(None, description="Glob of files to take (repeatable)")
+    max_files: int | None = Field(None, ge=1, description="At most N files per entry (a trial run)")
+
+
+class EmpiarSource(Source):
     """EMPIAR entries (``11759`` or ``EMPIAR-11759``) as volumes; see the module docstring."""
 
     name: ClassVar[str] = "empiar"
+    description: ClassVar[str] = (
+        "Ingest EMPIAR entries: DM3/DM4 slice series become z-stacks, MRC files volumes."
+    )
+    ids_help: ClassVar[str] = "Entry ids: 11759 or EMPIAR-11759"
+    settings_model: ClassVar[type[SourceSettings]] = EmpiarSettings
+    replica: ClassVar[str] = "emingest.testing.replicas:EmpiarDemoReplica"
+    settings_flags: ClassVar[tuple[str, ...]] = ("api_url", "files_url")
+    options_model: ClassVar[type[SourceOptions]] = EmpiarOptions
+
+    @classmethod
+    def default_datasets(cls) -> list[DatasetSettings]:
+        return [DatasetSettings(name="empiar-11759", source="empiar", ids=["11759"])]
+
+    def check_request(self, spec: Sequence[str], options: Mapping[str, Any]) -> None:
+        if not spec:
+            raise ConfigError("empiar: give at least one ENTRY id (11759 or EMPIAR-11759)")
+        for ident in spec:
+            try:
+                parse_accession(ident)
+            except EntryNotFoundError as err:
+                raise ConfigError(str(err)) from None
+
+    def preflight_urls(self) -> list[str]:
+        return [f"{self.options.api_url.rstrip('/')}/entry/11759/"]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -473,7 +512,7 @@ def _digest(member: _Member, got: DownloadedFile) -> dict[str, Any]:
     return {**got.as_file_digest(), "name": member.rel}
 
 
-class StackReader:
+class StackReader(VolumeReader):
     """A z-stack of 2-D slice files, downloaded in the background in z order and read as
     they arrive. Thread-safe; memory is the region asked for plus one row band per slice."""
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from emingest.config import Settings
-from emingest.errors import EntryNotFoundError
+from emingest.config import DatasetSettings, Settings
+from emingest.errors import ConfigError, EntryNotFoundError
 from emingest.formats.tiff import TiffVolume
-from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.sources.base import Source, SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import DownloadedFile, Downloader, TransportSettings, default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,34 @@ class EpflSettings(SourceSettings):
         return [n.removesuffix(".tif") for n in v]
 
 
-class EpflSource:
+class EpflSource(Source):
     """The EPFL CVLab CA1 hippocampus EM dataset; one volume per file."""
 
     name: ClassVar[str] = "epfl"
+    description: ClassVar[str] = (
+        "Ingest the EPFL CA1 hippocampus volumes; ground truth becomes labels of its volume."
+    )
+    ids_help: ClassVar[str] = (
+        "volumedata training training_groundtruth testing testing_groundtruth (default: all)"
+    )
+    settings_model: ClassVar[type[SourceSettings]] = EpflSettings
+    replica: ClassVar[str] = "emingest.testing.replicas:EpflDemoReplica"
+    settings_flags: ClassVar[tuple[str, ...]] = ("base_url",)
+
+    @classmethod
+    def default_datasets(cls) -> list[DatasetSettings]:
+        # All five files; the ground truths become labels of training/testing.
+        return [DatasetSettings(name="epfl-ca1", source="epfl")]
+
+    def check_request(self, spec: Sequence[str], options: Mapping[str, Any]) -> None:
+        unknown = [s for s in spec if s.removesuffix(".tif") not in FILES]
+        if unknown:
+            raise ConfigError(
+                f"epfl: no file {', '.join(map(repr, unknown))}; the files are {', '.join(FILES)}"
+            )
+
+    def preflight_urls(self) -> list[str]:
+        return [self.options.base_url.rstrip("/") + "/"]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

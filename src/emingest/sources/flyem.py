@@ -20,7 +20,7 @@ import math
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -28,7 +28,7 @@ import numpy as np
 import tensorstore as ts
 from pydantic import Field
 
-from emingest.config import Settings
+from emingest.config import DatasetSettings, Settings
 from emingest.errors import (
     ConfigError,
     EntryNotFoundError,
@@ -36,15 +36,21 @@ from emingest.errors import (
     SourceError,
     TransientSourceError,
 )
-from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.readers import VolumeReader
+from emingest.regions import Box, Region, format_box, format_region, parse_box
+from emingest.sources.base import (
+    Source,
+    SourceOptions,
+    SourceSettings,
+    VolumeInfo,
+    VolumeRef,
+    source_settings,
+)
 from emingest.transports.http import HttpTransport
 from emingest.transports.retry import retry_call
 from emingest.transports.settings import TransportSettings
 
 log = logging.getLogger(__name__)
-
-Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-"""A half-open box as ((z0, z1), (y0, y1), (x0, x1)), absolute voxels."""
 
 HEMIBRAIN_UUID = "a89eb3af216a46cdba81204d8f954786"
 DVID_BLOCK = 64
@@ -88,35 +94,6 @@ class FlyEMSettings(SourceSettings):
 
 
 # -- options --------------------------------------------------------------------------------------
-
-
-def parse_box(value: str | Sequence[Any] | None) -> Box | None:
-    """``"z0:z1,y0:y1,x0:x1"`` (absolute voxels, half-open) or three (start, stop) pairs."""
-    if value is None or value == "":
-        return None
-    parts: list[Any] = value.split(",") if isinstance(value, str) else list(value)
-    if len(parts) != 3:
-        raise ConfigError(f"--box {value!r}: give three ranges z0:z1,y0:y1,x0:x1")
-    box = []
-    for part in parts:
-        try:
-            if isinstance(part, slice):
-                lo, hi = part.start, part.stop
-            elif isinstance(part, str):
-                lo, hi = part.split(":")
-            else:
-                lo, hi = part
-            start, stop = int(lo), int(hi)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"--box {value!r}: {part!r} is not start:stop") from err
-        if start < 0 or stop <= start:
-            raise ConfigError(f"--box {value!r}: {part!r} must satisfy 0 <= start < stop")
-        box.append((start, stop))
-    return (box[0], box[1], box[2])
-
-
-def format_box(box: Box) -> str:
-    return ",".join(f"{a}:{b}" for a, b in box)
 
 
 def crop_origin(extents: Box, size: int, seed: int) -> tuple[int, int, int]:
@@ -168,11 +145,51 @@ def aligned_pieces(box: Box, max_bytes: int, itemsize: int = 1) -> list[Box]:
 # -- the source -----------------------------------------------------------------------------------
 
 
-class FlyEMSource:
+class FlyEMOptions(SourceOptions):
+    via: str | None = Field(None, description="dvid or precomputed (default dvid)")
+    box: str | None = Field(None, description="z0:z1,y0:y1,x0:x1 in absolute voxels (half-open)")
+    crop: int | None = Field(
+        None, description="Random cube of N voxels (default 1000 without --box)"
+    )
+    seed: int | None = Field(None, description="Seed of the random crop (recorded; drawn if unset)")
+    scale: int | None = Field(None, description="Precomputed scale index")
+
+
+class FlyEMSource(Source):
     """``emingest ingest flyem``: one box (``box=`` or a seeded random ``crop=``) of the
     hemibrain grayscale, read through DVID or the precomputed copy (``via=``)."""
 
     name: ClassVar[str] = "flyem"
+    description: ClassVar[str] = (
+        "Copy a box or a seeded random crop of the FlyEM hemibrain (DVID or precomputed)."
+    )
+    ids_help: ClassVar[str] = "None: the hemibrain is one volume; choose with --box or --crop"
+    settings_model: ClassVar[type[SourceSettings]] = FlyEMSettings
+    replica: ClassVar[str] = "emingest.testing.replicas:FlyEMDemoReplica"
+    settings_flags: ClassVar[tuple[str, ...]] = ("dvid_url", "precomputed_url")
+    options_model: ClassVar[type[SourceOptions]] = FlyEMOptions
+
+    @classmethod
+    def default_datasets(cls) -> list[DatasetSettings]:
+        return [
+            DatasetSettings(
+                name="flyem-hemibrain-crop",
+                source="flyem",
+                options={"via": "dvid", "crop": 1000, "seed": 20260101},
+            )
+        ]
+
+    def check_request(self, spec: Sequence[str], options: Mapping[str, Any]) -> None:
+        if spec:
+            raise ConfigError(
+                f"flyem takes no ids (got {list(spec)}); choose the region with --box or --crop"
+            )
+        if options.get("via") is not None and str(options["via"]).lower() not in VIAS:
+            raise ConfigError(f"--via {options['via']!r}: choose one of {', '.join(VIAS)}")
+        parse_box(options.get("box"))
+
+    def preflight_urls(self) -> list[str]:
+        return [f"{self.options.dvid_url.rstrip('/')}/api/server/info"]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -415,7 +432,7 @@ def _precomputed_geometry(doc: dict[str, Any], scale: int, where: str) -> dict[s
 # -- readers --------------------------------------------------------------------------------------
 
 
-class DvidReader:
+class DvidReader(VolumeReader):
     """Regions (relative to the box) from DVID ``/raw/0_1_2``, as block-aligned sub-boxes."""
 
     digest_from_store = True  # a second pass over the network is what we avoid
@@ -461,7 +478,9 @@ class DvidReader:
 
     def read(self, region: Region) -> np.ndarray:
         if any(not (0 <= s.start <= s.stop <= n) for s, n in zip(region, self.shape, strict=True)):
-            raise ValueError(f"region {_fmt(region)} outside the box of shape {self.shape}")
+            raise ValueError(
+                f"region {format_region(region)} outside the box of shape {self.shape}"
+            )
         origin = [a for a, _ in self.box]
         absolute: Box = tuple(  # type: ignore[assignment]
             (o + s.start, o + s.stop) for o, s in zip(origin, region, strict=True)
@@ -489,7 +508,7 @@ class DvidReader:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class PrecomputedReader:
+class PrecomputedReader(VolumeReader):
     """Regions (relative to the box) of one precomputed scale, read with tensorstore.
 
     tensorstore retries each chunk GET itself (503, resets); a read that outlasts
@@ -564,14 +583,15 @@ class PrecomputedReader:
 
     def read(self, region: Region) -> np.ndarray:
         if any(not (0 <= s.start <= s.stop <= n) for s, n in zip(region, self.shape, strict=True)):
-            raise ValueError(f"region {_fmt(region)} outside the box of shape {self.shape}")
+            raise ValueError(
+                f"region {format_region(region)} outside the box of shape {self.shape}"
+            )
         (z0, _), (y0, _), (x0, _) = self.box
         zs, ys, xs = region
-        where = (
-            f"{self.url} (scale {self.scale}) "
-            f"[{z0 + zs.start}:{z0 + zs.stop},{y0 + ys.start}:{y0 + ys.stop},"
-            f"{x0 + xs.start}:{x0 + xs.stop}]"
-        )
+        absolute = [
+            slice(o + s.start, o + s.stop) for o, s in zip((z0, y0, x0), region, strict=True)
+        ]
+        where = f"{self.url} (scale {self.scale}) [{format_region(absolute)}]"
 
         def attempt() -> np.ndarray:
             gen, array = self._open()
@@ -599,10 +619,6 @@ class PrecomputedReader:
     def close(self) -> None:
         with self._lock:
             self._array = None
-
-
-def _fmt(region: Sequence[slice]) -> str:
-    return ",".join(f"{s.start}:{s.stop}" for s in region)
 
 
 def _translate(err: ValueError, where: str) -> SourceError:

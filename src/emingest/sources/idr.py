@@ -14,16 +14,28 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
-from emingest.config import Settings
-from emingest.errors import EntryNotFoundError, RemoteFormatError, UnsupportedFormatError
+from emingest.config import DatasetSettings, Settings
+from emingest.errors import (
+    ConfigError,
+    EntryNotFoundError,
+    RemoteFormatError,
+    UnsupportedFormatError,
+)
 from emingest.formats.tiff import TiffVolume
-from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.sources.base import (
+    Source,
+    SourceOptions,
+    SourceSettings,
+    VolumeInfo,
+    VolumeRef,
+    source_settings,
+)
 from emingest.transports import Downloader, TransportSettings, default_cache_dir, safe_relative_path
 
 log = logging.getLogger(__name__)
@@ -98,10 +110,38 @@ def _length_nm(length: Any) -> float | None:
     return round(float(length["Value"]) * factor, 9)
 
 
-class IdrSource:
+class IdrOptions(SourceOptions):
+    dataset: str | None = Field(None, description="Every image of this dataset id")
+
+
+class IdrSource(Source):
     """Images of IDR, by id or by dataset; pixels from the original files."""
 
     name: ClassVar[str] = "idr"
+    description: ClassVar[str] = (
+        "Ingest IDR images from their original files (never the rendered JPEGs)."
+    )
+    ids_help: ClassVar[str] = "IDR image ids (or --dataset ID)"
+    settings_model: ClassVar[type[SourceSettings]] = IdrSettings
+    replica: ClassVar[str] = "emingest.testing.replicas:IdrDemoReplica"
+    settings_flags: ClassVar[tuple[str, ...]] = ("api_url", "files_url")
+    options_model: ClassVar[type[SourceOptions]] = IdrOptions
+
+    @classmethod
+    def default_datasets(cls) -> list[DatasetSettings]:
+        return [DatasetSettings(name="idr-9846137", source="idr", ids=["9846137"])]
+
+    def check_request(self, spec: Sequence[str], options: Mapping[str, Any]) -> None:
+        if not spec and options.get("dataset") is None:
+            raise ConfigError("idr: give IMAGE_ID... or --dataset ID")
+        for item in spec:
+            try:
+                _image_id(item)
+            except EntryNotFoundError as err:
+                raise ConfigError(str(err)) from None
+
+    def preflight_urls(self) -> list[str]:
+        return [f"{self.options.api_url.rstrip('/')}/api/v0/"]
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from emingest.config import Settings
+from emingest.errors import ConfigError
 from emingest.formats import open_volume
 from emingest.formats.base import FileVolume
-from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.sources.base import Source, SourceSettings, VolumeInfo, VolumeRef, source_settings
 
 
 class LocalSettings(SourceSettings):
     pass
 
 
-class LocalSource:
+class LocalSource(Source):
     """``emingest ingest local PATH...``: each path (file, folder of slices, glob, Zarr) is one
     volume. Its id is the file's stem plus a short hash of its absolute path, so two files
     called ``volume.tif`` in different folders never share an output folder."""
 
     name: ClassVar[str] = "local"
+    description: ClassVar[str] = (
+        "Ingest local volumes (multi-page/ImageJ/OME TIFF, MRC, 2-D slice folders, Zarr)."
+    )
+    ids_help: ClassVar[str] = "TIFF, MRC, Zarr, folder or glob of slices"
+    settings_model: ClassVar[type[SourceSettings]] = LocalSettings
+
+    def check_request(self, spec: Sequence[str], options: Mapping[str, Any]) -> None:
+        if not spec:
+            raise ConfigError("local: give at least one PATH (file, folder, glob or Zarr)")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -20,9 +20,9 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import tensorstore as ts
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
-from emingest.config import Settings
+from emingest.config import DatasetSettings, Settings
 from emingest.errors import (
     ConfigError,
     EntryNotFoundError,
@@ -31,14 +31,22 @@ from emingest.errors import (
     TransientSourceError,
 )
 from emingest.omezarr.metadata import Level
-from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
+from emingest.readers import VolumeReader
+from emingest.regions import Box, Region, format_box, format_region, parse_box
+from emingest.sources.base import (
+    Source,
+    SourceOptions,
+    SourceSettings,
+    VolumeInfo,
+    VolumeRef,
+    source_settings,
+)
 from emingest.transports.retry import RetryPolicy, retry_call
 from emingest.transports.s3 import AnonymousS3
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 """A half-open box as ((z0, z1), (y0, y1), (x0, x1))."""
 
 _UNIT_NM = {
@@ -113,30 +121,7 @@ class ArrayListing:
 def parse_region(value: str | Sequence[Any] | None) -> Box | None:
     """``"z0:z1,y0:y1,x0:x1"`` (level-0 voxels, half-open; an empty bound means the edge) or
     three (start, stop) pairs / slices. Open ends come back as -1 (resolved against the shape)."""
-    if value is None or value == "":
-        return None
-    parts: list[Any] = value.split(",") if isinstance(value, str) else list(value)
-    if len(parts) != 3:
-        raise ConfigError(f"--region {value!r}: give three ranges z0:z1,y0:y1,x0:x1")
-    box = []
-    for part in parts:
-        if isinstance(part, slice):
-            lo, hi = part.start, part.stop
-        elif isinstance(part, str):
-            if part.count(":") != 1:
-                raise ConfigError(f"--region {value!r}: {part!r} is not start:stop")
-            lo, hi = (p.strip() or None for p in part.split(":"))
-        else:
-            lo, hi = part
-        try:
-            start = 0 if lo is None else int(lo)
-            stop = -1 if hi is None else int(hi)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"--region {value!r}: {part!r} is not start:stop") from err
-        if start < 0 or (stop != -1 and stop <= start):
-            raise ConfigError(f"--region {value!r}: {part!r} must satisfy 0 <= start < stop")
-        box.append((start, stop))
-    return (box[0], box[1], box[2])
+    return parse_box(value, flag="--region", open_ends=True)
 
 
 def parse_levels(value: str | Sequence[Any] | None) -> tuple[int, ...] | None:
@@ -158,10 +143,6 @@ def parse_levels(value: str | Sequence[Any] | None) -> tuple[int, ...] | None:
     if not out or min(out) < 0:
         raise ConfigError(f"--levels {value!r}: level numbers start at 0")
     return tuple(sorted(out))
-
-
-def format_box(box: Box) -> str:
-    return ",".join(f"{a}:{b}" for a, b in box)
 
 
 def level_box(box: Box, ratio: Sequence[float], shape: Sequence[int]) -> Box:
@@ -201,11 +182,59 @@ def _json_doc(raw: bytes, where: str) -> dict[str, Any]:
 # -- the source -----------------------------------------------------------------------------------
 
 
-class OpenOrganelleSource:
+class OpenOrganelleOptions(SourceOptions):
+    array: str | None = Field(None, description="Array group, e.g. recon-2/em/fibsem-int16")
+    source_levels: str | None = Field(
+        None,
+        # "levels" is the option's name before the rename (TOML files and scripts keep working)
+        validation_alias=AliasChoices("source_levels", "levels"),
+        description="The archive's levels to copy: 0,2 or 0-3 (default all)",
+    )
+    region: str | None = Field(None, description="Crop z0:z1,y0:y1,x0:x1 in level-0 voxels")
+
+
+AWS_S3 = "https://{bucket}.s3.amazonaws.com/"
+
+
+class OpenOrganelleSource(Source):
     """``emingest ingest openorganelle DATASET...``: one volume per dataset (its EM array, or
     ``array``), the archive's own pyramid levels copied, optionally cropped to ``region``."""
 
     name: ClassVar[str] = "openorganelle"
+    description: ClassVar[str] = (
+        "Copy an OpenOrganelle (COSEM) array and its own pyramid from anonymous S3."
+    )
+    ids_help: ClassVar[str] = "Dataset ids, e.g. jrc_mus-nacc-2"
+    settings_model: ClassVar[type[SourceSettings]] = OpenOrganelleSettings
+    replica: ClassVar[str] = "emingest.testing.replicas:OpenOrganelleDemoReplica"
+    settings_flags: ClassVar[tuple[str, ...]] = ("endpoint_url", "bucket")
+    options_model: ClassVar[type[SourceOptions]] = OpenOrganelleOptions
+
+    @classmethod
+    def default_datasets(cls) -> list[DatasetSettings]:
+        # s0 is 7.4 GB of int16: by default copy s1..s8 (s1 = 0.9 GB at 5.92 x 8 x 8 nm).
+        return [
+            DatasetSettings(
+                name="openorganelle-jrc_mus-nacc-2",
+                source="openorganelle",
+                ids=["jrc_mus-nacc-2"],
+                options={"source_levels": "1-8"},
+            )
+        ]
+
+    def preflight_urls(self) -> list[str]:
+        return [self.options.endpoint_url or AWS_S3.format(bucket=self.options.bucket)]
+
+    def list_contents(self, spec: Sequence[str], **options: Any) -> list[str]:
+        """Every multiscale array of each dataset, with its levels' shapes."""
+        lines = []
+        for dataset in spec:
+            for a in self.list_arrays(dataset):
+                shapes = ", ".join(f"{p}{list(sh)}" for p, sh in a.levels)
+                lines.append(
+                    f"{dataset}/{a.path}  {a.dtype}  voxel {a.voxel_size_nm} nm  levels: {shapes}"
+                )
+        return lines
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -278,13 +307,16 @@ class OpenOrganelleSource:
 
     def discover(self, spec: Sequence[str], **options: Any) -> list[VolumeRef]:
         """One volume per dataset name. Options: ``array`` (path under ``<dataset>.zarr/``),
-        ``levels`` ("0,1" / "0-3" / ints; default all), ``region`` ("z0:z1,y0:y1,x0:x1" in
-        level-0 voxels; default the whole array)."""
-        unknown = set(options) - {"array", "levels", "region"}
+        ``source_levels`` ("0,1" / "0-3" / ints; default all; ``levels`` before the rename),
+        ``region`` ("z0:z1,y0:y1,x0:x1" in level-0 voxels; default the whole array)."""
+        options = dict(options)
+        if "levels" in options:  # the option's name before the rename
+            options["source_levels"] = options.pop("levels")
+        unknown = set(options) - {"array", "source_levels", "region"}
         if unknown:
             raise ConfigError(f"openorganelle: unknown options {sorted(unknown)}")
         box = parse_region(options.get("region"))
-        levels = parse_levels(options.get("levels"))
+        levels = parse_levels(options.get("source_levels"))
         refs = []
         for dataset in spec:
             dataset = dataset.strip().strip("/")
@@ -578,7 +610,7 @@ def _transforms(items: Any, where: str) -> tuple[list[float], list[float]]:
 # -- the reader -----------------------------------------------------------------------------------
 
 
-class OpenOrganelleReader:
+class OpenOrganelleReader(VolumeReader):
     """Regions of the copied levels, read with tensorstore (zarr driver, s3 kvstore, anonymous).
 
     Regions are relative to the crop of each level. tensorstore retries each chunk GET itself
@@ -667,7 +699,7 @@ class OpenOrganelleReader:
 
     def _where(self, level: int, region: Sequence[slice] | None = None) -> str:
         url = f"s3://{self.options.bucket}/{self.keys[level].rstrip('/')}"
-        return url if region is None else f"{url} [{_fmt(region)}]"
+        return url if region is None else f"{url} [{format_region(region)}]"
 
     def read(self, region: Region) -> np.ndarray:
         return self.read_level(0, region)
@@ -676,7 +708,9 @@ class OpenOrganelleReader:
         """Voxels of ``region`` (relative to the crop at ``level``), native byte order."""
         shape = self.shapes[level]
         if any(not (0 <= s.start <= s.stop <= n) for s, n in zip(region, shape, strict=True)):
-            raise ValueError(f"region {_fmt(region)} outside level {level} of shape {shape}")
+            raise ValueError(
+                f"region {format_region(region)} outside level {level} of shape {shape}"
+            )
         box = self.boxes[level]
         absolute = tuple(
             slice(a + s.start, a + s.stop) for s, (a, _) in zip(region, box, strict=True)
@@ -704,10 +738,6 @@ class OpenOrganelleReader:
         with self._lock:
             self._arrays.clear()
             self._context = None
-
-
-def _fmt(region: Sequence[slice]) -> str:
-    return ",".join(f"{s.start}:{s.stop}" for s in region)
 
 
 def _translate(err: ValueError, where: str) -> SourceError:
