@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emingest.cli.catalog import catalog_app
 from typer.testing import CliRunner
 
+from emingest.cli.catalog import catalog_app
 from emingest.records import LocalPaths, VolumeRecord, error_status, write_record
 
 runner = CliRunner()
