@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from emingest.config import Settings, load_settings
 from emingest.errors import EmingestError
@@ -125,12 +126,17 @@ def settings_from_flags(
 
 
 def _first_line_of_validation(err: EmingestError) -> str:
-    """Pydantic's report without its URL lines and input dumps: what and where, in a line or
-    two (``--shard 96 ...: not a multiple of the chunk``)."""
-    lines = [
-        line for line in str(err).splitlines() if line.strip() and "errors.pydantic.dev" not in line
+    """One line for invalid settings: what and where, from pydantic's report without its
+    input dumps and links (``storage: shard shape 96 128 128 is not a multiple of ...``)."""
+    cause = err.__cause__
+    if not isinstance(cause, ValidationError):
+        return str(err)
+    head = str(err).splitlines()[0].rstrip(":")
+    problems = [
+        f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+        for e in cause.errors()
     ]
-    return "\n".join(line.split(" [type=")[0] for line in lines)
+    return f"{head}: {'; '.join(problems)}"
 
 
 __all__ = [
