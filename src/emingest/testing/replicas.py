@@ -109,32 +109,29 @@ class ReplicaSet:
 # -- the built-in archives' replicas (named by each source's ``replica``) ------------------------
 
 
-class IdrDemoReplica(Replica):
+class _ApiAndFilesReplica(Replica):
+    """An archive with a JSON API and a file tree served over HTTP and FTP (IDR, EMPIAR)."""
+
+    def endpoints(self) -> dict[str, str]:
+        r = self.server
+        return {"api": r.api_url, "files (http)": r.files_http_url, "files (ftp)": r.files_ftp_url}
+
+    def source_settings(self) -> dict[str, Any]:
+        return {"api_url": self.server.api_url, "files_url": self.server.files_http_url}
+
+
+class IdrDemoReplica(_ApiAndFilesReplica):
     def __init__(self, root: Path, scale: int) -> None:
         from emingest.testing.idr import IDRReplica
 
         self.server = IDRReplica(root, image_shape=(24, 100 * scale, 140 * scale))
 
-    def endpoints(self) -> dict[str, str]:
-        r = self.server
-        return {"api": r.api_url, "files (http)": r.files_http_url, "files (ftp)": r.files_ftp_url}
 
-    def source_settings(self) -> dict[str, Any]:
-        return {"api_url": self.server.api_url, "files_url": self.server.files_http_url}
-
-
-class EmpiarDemoReplica(Replica):
+class EmpiarDemoReplica(_ApiAndFilesReplica):
     def __init__(self, root: Path, scale: int) -> None:
         from emingest.testing.empiar import EmpiarReplica
 
         self.server = EmpiarReplica(root, slice_shape=(160 * scale, 150 * scale))
-
-    def endpoints(self) -> dict[str, str]:
-        r = self.server
-        return {"api": r.api_url, "files (http)": r.files_http_url, "files (ftp)": r.files_ftp_url}
-
-    def source_settings(self) -> dict[str, Any]:
-        return {"api_url": self.server.api_url, "files_url": self.server.files_http_url}
 
 
 class EpflDemoReplica(Replica):
