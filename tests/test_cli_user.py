@@ -156,6 +156,17 @@ def test_nothing_is_written_outside_the_data_root_and_the_log_folder(
     assert "complete" in log.read_text()
 
 
+def test_schema_prints_unless_told_where_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    printed = runner.invoke(app, ["schema"])
+    assert printed.exit_code == 0 and json.loads(printed.output)["title"]
+    assert list(tmp_path.iterdir()) == []
+    written = runner.invoke(app, ["schema", "--output", "s.json"])
+    assert written.exit_code == 0 and json.loads((tmp_path / "s.json").read_text())
+
+
 # -- Ctrl-C ---------------------------------------------------------------------------------
 
 

@@ -55,20 +55,31 @@ def config_check(config: ConfigOpt = None) -> None:
     typer.echo(f"{config or 'defaults'}: valid ({n} datasets, sources {', '.join(sorted(names))})")
 
 
+COMMITTED_SCHEMA = Path("schemas/record.schema.json")
+
+
 def schema(
-    output: Annotated[Path, typer.Option(help="Where to write")] = Path(
-        "schemas/record.schema.json"
-    ),
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write it to this file (default: print it; with --check: compare "
+            "with schemas/record.schema.json)"
+        ),
+    ] = None,
     check: Annotated[bool, typer.Option(help="Fail if the file differs")] = False,
 ) -> None:
-    """Write (or check) the JSON Schema of the metadata record."""
+    """Print, write or check the JSON Schema of the metadata record."""
     from emingest.records import record_json_schema_text
 
     text = record_json_schema_text()
     if check:
-        same = output.exists() and output.read_text(encoding="utf-8") == text
-        typer.echo(f"{output}: {'up to date' if same else 'DIFFERS from the model'}")
+        path = output or COMMITTED_SCHEMA
+        same = path.exists() and path.read_text(encoding="utf-8") == text
+        typer.echo(f"{path}: {'up to date' if same else 'DIFFERS from the model'}")
         raise typer.Exit(0 if same else 1)
+    if output is None:  # nothing is written unless asked where
+        typer.echo(text, nl=False)
+        return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {output}")
