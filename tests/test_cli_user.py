@@ -211,3 +211,67 @@ def test_ctrl_c_stops_soon_leaves_a_resumable_volume_and_exits_130(tmp_path: Pat
         assert again.returncode == 0, again.stderr
         record = read_record(record_path)
         assert record.status == "complete" and record.volume_shape == [128, 128, 256]
+
+
+# -- the generic ingest command -----------------------------------------------------------
+
+TODAYS_FLAGS = {
+    "local": ["--voxel-size-nm"],
+    "idr": ["--dataset", "--api-url", "--files-url", "--keep-raw"],
+    "epfl": ["--base-url", "--keep-raw"],
+    "empiar": ["--files", "--max-files", "--api-url", "--files-url"],
+    "openorganelle": [
+        "--array",
+        "--source-levels",
+        "--region",
+        "--list",
+        "--endpoint-url",
+        "--bucket",
+    ],
+    "flyem": ["--via", "--box", "--crop", "--seed", "--scale", "--dvid-url", "--precomputed-url"],
+}
+COMMON_FLAGS = ["--config", "--data-root", "--workers", "--chunk", "--shard", "--levels",
+                "--force", "--dry-run", "--json"]  # fmt: skip
+
+
+@pytest.mark.parametrize("source", sorted(TODAYS_FLAGS))
+def test_every_source_keeps_its_flags_and_has_the_common_ones(source: str) -> None:
+    result = runner.invoke(app, ["ingest", source, "--help"])
+    assert result.exit_code == 0, result.output
+    for flag in TODAYS_FLAGS[source] + COMMON_FLAGS:
+        assert flag in result.output, (source, flag)
+
+
+def test_a_repeatable_source_option_reaches_discover(tmp_path: Path) -> None:
+    from emingest.testing.empiar import EmpiarReplica
+
+    with EmpiarReplica(tmp_path / "replica") as empiar:
+        first_two, third = empiar.dm3_names[:2], empiar.dm3_names[2]
+        result = runner.invoke(
+            app,
+            ["ingest", "empiar", "11759", "--api-url", empiar.api_url,
+             "--files-url", empiar.files_http_url, "--data-root", str(tmp_path / "data"),
+             "--files", f"*{first_two[0]}", "--files", f"*{first_two[1]}", "--dry-run"],
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert first_two[0] in result.output and first_two[1] in result.output
+    assert third not in result.output
+
+
+def test_a_source_flag_that_shadows_a_common_one_is_refused() -> None:
+    from pydantic import Field
+
+    from emingest.cli.ingest import check_flags
+    from emingest.errors import ConfigError
+    from emingest.sources.base import SourceOptions
+    from emingest.sources.local import LocalSource
+
+    class Clashing(SourceOptions):
+        levels: str | None = Field(None, description="the archive's levels")
+
+    class ClashingSource(LocalSource):
+        options_model = Clashing
+
+    with pytest.raises(ConfigError, match="--levels"):
+        check_flags(ClashingSource)
+    check_flags(LocalSource)  # the built-ins pass

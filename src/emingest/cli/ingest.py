@@ -213,11 +213,35 @@ def _broken(name: str, err: EmingestError) -> Callable[..., None]:
     return command
 
 
+def _common_flags() -> set[str]:
+    flags: set[str] = set()
+    for _, annotation, _ in COMMON:
+        info = annotation.__metadata__[0]
+        # in Annotated, typer keeps the first name where a default would go
+        decls = [info.default] if isinstance(info.default, str) else []
+        for decl in [*decls, *(info.param_decls or ())]:
+            flags.update(decl.split("/"))
+    return flags
+
+
+def check_flags(cls: type[Source]) -> None:
+    """A source's own flag may not shadow a common one (``--levels``, ``--force``...)."""
+    own = {_flag(k, f) for k, f in cls.options_model.model_fields.items()}
+    own |= {_flag(k, cls.settings_model.model_fields[k]) for k in cls.settings_flags}
+    clash = sorted(own & _common_flags())
+    if clash:
+        raise ConfigError(
+            f"source {cls.name!r}: its flags {', '.join(clash)} clash with the common options; "
+            'rename them (json_schema_extra={"flag": "--other-name"})'
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Mount ``ingest`` with one command per registered source."""
     for name in available_sources():
         try:
             cls = get_source_class(name)
+            check_flags(cls)
         except EmingestError as err:  # a broken plug-in must not take the others down
             ingest_app.command(name)(_broken(name, err))
             continue
