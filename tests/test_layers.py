@@ -76,3 +76,49 @@ def test_imports_only_go_down() -> None:
         if me in ranks and other in ranks and ranks[other] >= ranks[me]
     ]
     assert not upward, "\n".join(upward)
+
+
+CONTRACT_MEMBERS = {
+    "close",
+    "labels_target",
+    "read_into",
+    "read_level",
+    "digest_from_store",
+    "options",
+    "preflight",
+    "preflight_urls",
+    "default_datasets",
+    "list_contents",
+    "list_arrays",
+    "check_request",
+}
+
+
+def test_nothing_outside_a_source_tests_for_its_name_or_getattrs_the_contract() -> None:
+    from emingest.sources import BUILTIN_SOURCES
+
+    names = set(BUILTIN_SOURCES)
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("sources", "testing"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    values = (
+                        side.elts if isinstance(side, ast.Tuple | ast.Set | ast.List) else [side]
+                    )
+                    for v in values:
+                        if isinstance(v, ast.Constant) and v.value in names:
+                            found.append(f"{rel}:{node.lineno}: compares with {v.value!r}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in CONTRACT_MEMBERS
+            ):
+                found.append(f"{rel}:{node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
+    assert not found, "\n".join(found)

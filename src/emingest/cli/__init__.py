@@ -10,10 +10,33 @@
 
 from __future__ import annotations
 
+import logging
+
 from emingest.cli import catalog, config, ingest, run
 from emingest.cli.app import app, setup_logging
-from emingest.cli.results import report, run_jobs
+from emingest.cli.ingest import plan_lines
+from emingest.cli.options import (
+    ChunkOpt,
+    ConfigOpt,
+    DataRootOpt,
+    DryRunOpt,
+    ForceOpt,
+    JsonOpt,
+    KeepRawOpt,
+    LevelsOpt,
+    ShardOpt,
+    WorkersOpt,
+    fail,
+    flag_overrides,
+    settings_from_flags,
+)
+from emingest.cli.results import report, run_jobs, stop_on_ctrl_c
 from emingest.cli.run import demo_datasets
+
+log = logging.getLogger("emingest")
+# The names command modules written against the single-file cli.py imported from here.
+_settings = settings_from_flags
+_overrides = flag_overrides
 
 ingest.register(app)
 run.register(app)
@@ -27,7 +50,28 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "demo_datasets", "main", "report", "run_jobs", "setup_logging"]
+__all__ = [
+    "ChunkOpt",
+    "ConfigOpt",
+    "DataRootOpt",
+    "DryRunOpt",
+    "ForceOpt",
+    "JsonOpt",
+    "KeepRawOpt",
+    "LevelsOpt",
+    "ShardOpt",
+    "WorkersOpt",
+    "app",
+    "demo_datasets",
+    "fail",
+    "main",
+    "plan_lines",
+    "report",
+    "run_jobs",
+    "settings_from_flags",
+    "setup_logging",
+    "stop_on_ctrl_c",
+]
 
 if __name__ == "__main__":
     main()
