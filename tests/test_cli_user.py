@@ -74,6 +74,8 @@ def test_openorganelle_source_levels_is_its_own_flag() -> None:
         ["ingest", "epfl", "nope"],
         ["ingest", "flyem", "--box", "1:2,3"],
         ["ingest", "local"],
+        ["ingest", "local", "v.tif", "--voxel-size-nm", "-1", "1", "1"],
+        ["ingest", "local", "v.tif", "--voxel-size-nm", "nan", "1", "1"],
         ["ingest", "nosuch", "1"],
     ],
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -116,6 +117,9 @@ def ingest(
 ) -> int:
     """Check the request, discover, then ingest (or list, or plan); returns the exit code:
     0 all complete, 1 a volume failed, 2 invalid arguments, 130 interrupted."""
+    if voxel_size_nm is not None and not all(math.isfinite(v) and v > 0 for v in voxel_size_nm):
+        sizes = " ".join(f"{v:g}" for v in voxel_size_nm)
+        raise fail(f"--voxel-size-nm {sizes}: every size must be a positive number of nm", 2)
     settings = settings_from_flags(config, sources={name: source_settings}, **flags)
     try:
         source = get_source_class(name)(settings)  # type: ignore[call-arg]
