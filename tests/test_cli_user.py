@@ -277,3 +277,22 @@ def test_a_source_flag_that_shadows_a_common_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="--levels"):
         check_flags(ClashingSource)
     check_flags(LocalSource)  # the built-ins pass
+
+
+def test_options_that_cannot_be_flags_are_reported_for_that_source_only() -> None:
+    from pydantic import Field
+
+    from emingest.cli.ingest import _buildable, make_command
+    from emingest.errors import ConfigError
+    from emingest.sources.base import SourceOptions
+    from emingest.sources.local import LocalSource
+
+    class Odd(SourceOptions):
+        boxes: list[list[int]] | None = Field(None, description="not a flag")
+
+    class OddSource(LocalSource):
+        options_model = Odd
+
+    with pytest.raises(ConfigError, match="odd"):
+        _buildable("odd", make_command("odd", OddSource))
+    _buildable("local", make_command("local", LocalSource))

@@ -240,18 +240,29 @@ def check_flags(cls: type[Source]) -> None:
         )
 
 
+def _buildable(name: str, command: Callable[..., None]) -> None:
+    """Build the command once on its own, so an options model typer cannot turn into flags
+    (a list of lists, say) is reported for that source instead of breaking every command."""
+    probe = new_app("probe")
+    probe.command(name)(command)
+    try:
+        typer.main.get_command(probe)
+    except Exception as err:  # typer raises plain exceptions of many kinds here
+        raise ConfigError(f"source {name!r}: its options cannot be flags: {err}") from err
+
+
 def register(app: typer.Typer) -> None:
     """Mount ``ingest`` with one command per registered source."""
     for name in available_sources():
         try:
             cls = get_source_class(name)
             check_flags(cls)
+            command = make_command(name, cls)
+            _buildable(name, command)
         except EmingestError as err:  # a broken plug-in must not take the others down
             ingest_app.command(name)(_broken(name, err))
             continue
-        ingest_app.command(name, context_settings={"allow_interspersed_args": True})(
-            make_command(name, cls)
-        )
+        ingest_app.command(name)(command)
     app.add_typer(ingest_app, name="ingest")
 
 
