@@ -53,6 +53,8 @@ def test_config_check_exists_and_says_what_is_wrong(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "check", "--config", str(bad)])
     assert result.exit_code == 2
     assert "levelz" in result.output and "no-such-archive" in result.output
+    run = runner.invoke(app, ["run", str(bad)])  # refused before any preflight
+    assert run.exit_code == 2 and "levelz" in run.output and "preflight" not in run.output
 
 
 def test_openorganelle_source_levels_is_its_own_flag() -> None:

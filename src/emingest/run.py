@@ -22,7 +22,7 @@ from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
 from emingest.progress import Progress
 from emingest.records import error_status
 from emingest.sources import create_source, default_datasets, get_source_class
-from emingest.sources.base import Preflight, Source, VolumeRef, options_for
+from emingest.sources.base import Preflight, Source, VolumeRef, options_for, source_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,24 @@ def resolve_datasets(settings: Settings) -> list[DatasetSettings]:
     if settings.datasets is not None:
         return list(settings.datasets)
     return default_datasets()
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    """What is wrong with the sources' sections and the datasets, without reaching any archive:
+    unknown sources, invalid ``[sources.<name>]`` sections, options a source does not take."""
+    problems: list[str] = []
+    datasets = resolve_datasets(settings)
+    for name in sorted(set(settings.sources) | {d.source for d in datasets}):
+        try:
+            source_settings(settings, name, get_source_class(name).settings_model)
+        except EmingestError as err:
+            problems.append(str(err))
+    for d in datasets:
+        try:
+            options_for(get_source_class(d.source), d.options)
+        except EmingestError as err:
+            problems.append(f"dataset {d.name!r}: {err}")
+    return problems
 
 
 def preflight_source(source: str, settings: Settings, *, timeout_s: float) -> Preflight:
@@ -199,6 +217,7 @@ __all__ = [
     "Preflight",
     "VolumeRef",
     "all_complete",
+    "configuration_problems",
     "preflight_source",
     "resolve_datasets",
     "run_datasets",

@@ -9,7 +9,6 @@ import typer
 
 from emingest.cli.app import new_app
 from emingest.cli.options import ConfigOpt, fail, settings_from_flags
-from emingest.errors import EmingestError
 
 config_app = new_app("Show or check the configuration.")
 
@@ -31,24 +30,11 @@ def config_show(config: ConfigOpt = None) -> None:
 def config_check(config: ConfigOpt = None) -> None:
     """Validate the configuration (settings, every [sources.*] section, every dataset's source
     and options) without reaching any archive; exit 0 when valid, 2 otherwise."""
-    from emingest.run import resolve_datasets
-    from emingest.sources import get_source_class
-    from emingest.sources.base import options_for, source_settings
+    from emingest.run import configuration_problems, resolve_datasets
 
     settings = settings_from_flags(config)
-    problems: list[str] = []
+    problems = configuration_problems(settings)
     names = set(settings.sources) | {d.source for d in resolve_datasets(settings)}
-    for name in sorted(names):
-        try:
-            cls = get_source_class(name)
-            source_settings(settings, name, cls.settings_model)
-        except EmingestError as err:
-            problems.append(str(err))
-    for d in resolve_datasets(settings):
-        try:
-            options_for(get_source_class(d.source), d.options)
-        except EmingestError as err:
-            problems.append(f"dataset {d.name!r}: {err}")
     if problems:
         raise fail("\n".join(problems), 2)
     n = len(resolve_datasets(settings))

@@ -12,7 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from emingest.cli.app import setup_logging
-from emingest.cli.options import DataRootOpt, ForceOpt, JsonOpt, WorkersOpt, settings_from_flags
+from emingest.cli.options import (
+    DataRootOpt,
+    ForceOpt,
+    JsonOpt,
+    WorkersOpt,
+    fail,
+    settings_from_flags,
+)
 from emingest.cli.results import (
     EXIT_INTERRUPTED,
     INTERRUPTED_MESSAGE,
@@ -119,9 +126,12 @@ def run(
     A preflight reaches each archive once; an unreachable archive's datasets fail at once and
     the others go ahead. Complete volumes are skipped, incomplete ones resumed.
     """
-    from emingest.run import resolve_datasets
+    from emingest.run import configuration_problems, resolve_datasets
 
     settings = settings_from_flags(config, data_root=data_root, workers=workers)
+    problems = configuration_problems(settings)
+    if problems:  # a typo in the configuration is not an unreachable archive
+        raise fail("\n".join(problems), 2)
     raise typer.Exit(
         run_and_summarise(
             settings,
