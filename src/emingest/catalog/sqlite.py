@@ -27,6 +27,7 @@ from emingest.catalog import (
     status_group,
 )
 from emingest.errors import CatalogError
+from emingest.omezarr.writer import current_umask
 from emingest.records import VolumeRecord
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ class SQLiteCatalog:
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{self.db_path.name}.", suffix=".tmp", dir=self.db_path.parent
         )
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0o600 would hide it from others
         os.close(fd)
         tmp = Path(tmp_name)
         try:
