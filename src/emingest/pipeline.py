@@ -56,6 +56,7 @@ from emingest.regions import (
 )
 from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
 from emingest.statistics import StreamingDigest
+from emingest.voxel_size import checked_voxel_size
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ class VolumeJob:
     """Overrides the source's voxel size (``--voxel-size-nm``)."""
     labels_of: VolumeRef | None = None
     """Makes this volume an OME-NGFF labels image of that one (e.g. ground-truth masks)."""
+
+    def __post_init__(self) -> None:
+        self.voxel_size_nm = checked_voxel_size(self.voxel_size_nm, "voxel_size_nm override")
 
 
 @dataclass

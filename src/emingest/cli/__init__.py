@@ -18,6 +18,7 @@ from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
 from emingest.progress import LogProgress, Progress, RichProgress
 from emingest.sources import create_source
 from emingest.sources.base import VolumeRef
+from emingest.voxel_size import checked_voxel_size
 
 app = typer.Typer(
     name="emingest",
@@ -201,6 +202,7 @@ def _ingest(
     source: Any = None
     try:
         try:
+            checked_voxel_size(voxel_size_nm, "--voxel-size-nm")
             source = create_source(source_name, settings)
             refs = source.discover(spec, **{k: v for k, v in options.items() if v is not None})
         except EmingestError as err:
