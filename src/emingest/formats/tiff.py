@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import re
 import threading
-import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
 
 from emingest.errors import ConversionError, UnsupportedFormatError
 from emingest.formats.base import ContiguousArrayFile, FileVolume, check_region
-from emingest.formats.units import nm_per
+from emingest.formats.tiff_calibration import tiff_calibration
 from emingest.sources.base import Region
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
@@ -40,46 +38,6 @@ def _spatial_axes(series: tifffile.TiffPageSeries, path: Path) -> tuple[int, int
     return (z, shape.get("Y", 1), shape.get("X", 1))
 
 
-def _imagej_voxel(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float] | None, dict]:
-    meta = tif.imagej_metadata or {}
-    factor = nm_per(meta.get("unit"))
-    page = tif.pages.first
-    xres = page.tags.get("XResolution")
-    yres = page.tags.get("YResolution")
-    if factor is None or xres is None or yres is None:
-        return None, meta
-
-    def size(tag: Any) -> float:
-        num, den = tag.value
-        return den / num * factor
-
-    z = float(meta.get("spacing", 1.0)) * factor
-    return (z, size(yres), size(xres)), meta
-
-
-def _ome_voxel(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float] | None, dict]:
-    xml = tif.ome_metadata or ""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError:
-        return None, {"ome_xml": xml}
-    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels")), None)
-    if pixels is None:
-        return None, {"ome_xml": xml}
-    sizes: list[float | None] = []
-    for axis in "ZYX":
-        value = pixels.get(f"PhysicalSize{axis}")
-        factor = nm_per(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
-        if value is None or factor is None:
-            sizes.append(None)
-        else:
-            sizes.append(float(value) * factor)
-    attrs = dict(pixels.attrib)
-    if sizes[1] is None or sizes[2] is None:
-        return None, {"ome_pixels": attrs}
-    return (sizes[0] or sizes[2], sizes[1], sizes[2]), {"ome_pixels": attrs}
-
-
 class TiffVolume(FileVolume):
     def __init__(self, path: Path) -> None:
         try:
@@ -93,18 +51,7 @@ class TiffVolume(FileVolume):
         except tifffile.TiffFileError as err:
             raise ConversionError(f"{path}: truncated or corrupt TIFF: {err}") from err
         dtype = np.dtype(series.dtype)
-        if self._tif.is_ome:
-            voxel, header = _ome_voxel(self._tif)
-            origin = "OME-XML PhysicalSize*"
-        elif self._tif.is_imagej:
-            voxel, header = _imagej_voxel(self._tif)
-            origin = "ImageJ spacing/unit and X/YResolution"
-        else:
-            voxel, header, origin = None, {}, ""
-        header = {
-            k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-            for k, v in header.items()
-        }
+        voxel, origin, header = tiff_calibration(self._tif)
         header["byteorder"] = self._tif.byteorder
         header["bigtiff"] = self._tif.is_bigtiff
         super().__init__(
