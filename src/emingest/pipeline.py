@@ -278,6 +278,7 @@ class Pipeline:
             zstd_level=st.zstd_level,
             method=method,
             label=is_label,
+            unit="nanometer" if voxel else None,  # unknown size: unitless axes, scale 1.0
         )
         journal = TileJournal(
             paths.journal,
