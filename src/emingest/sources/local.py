@@ -8,9 +8,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emingest.config import Settings
+from emingest.errors import UnsupportedFormatError
 from emingest.formats import open_volume
 from emingest.formats.base import FileVolume
+from emingest.formats.tiff import is_tiff, tiff_series
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
+
+
+def _tiff_series(path: Path) -> list[int]:
+    """The data series of a TIFF file (one for most), or [] for anything else."""
+    if not path.is_file() or not is_tiff(path):
+        return []
+    try:
+        return tiff_series(path)
+    except UnsupportedFormatError:
+        return []  # describe reports it, with the volume's own record
 
 
 class LocalSettings(SourceSettings):
@@ -42,15 +54,20 @@ class LocalSource:
                 stem = p.stem if p.suffix and not any(c in stem for c in "*?[") else stem
             stem = stem.replace("*", "").replace("?", "") or "stack"
             digest = hashlib.sha1(absolute.encode()).hexdigest()[:8]
-            refs.append(
-                VolumeRef(
-                    source=self.name, source_id=f"{stem}-{digest}", name=stem, locator=absolute
-                )
-            )
+            source_id = f"{stem}-{digest}"
+            series = _tiff_series(Path(absolute))
+            if len(series) <= 1:
+                refs.append(VolumeRef(self.name, source_id, stem, absolute))
+                continue
+            # Several series (pages of different shapes, or series written one after another):
+            # each becomes its own volume, so no pixel is left behind.
+            for n, index in enumerate(series):
+                name = stem if n == 0 else f"{stem}_series{index}"
+                refs.append(VolumeRef(self.name, source_id, name, absolute, (("series", index),)))
         return refs
 
     def _open(self, ref: VolumeRef) -> FileVolume:
-        return open_volume(ref.locator)
+        return open_volume(ref.locator, series=ref.get("series"))
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
         vol = self._open(ref)
