@@ -84,14 +84,16 @@ class TiffVolume(FileVolume):
                 "shapes; reading only the first would drop the others. Ingest it with "
                 "`emingest ingest local`, which makes each series a volume, or split the file"
             )
-        index = series if series is not None else (indices[0] if indices else 0)
-        try:
-            page_series = self._tif.series[index]
-        except IndexError as err:
+        if not indices:
+            self._tif.close()
+            raise UnsupportedFormatError(f"{path}: not a readable TIFF (no image in it)")
+        index = series if series is not None else indices[0]
+        if not 0 <= index < len(self._tif.series):
             self._tif.close()
             raise EntryNotFoundError(
                 f"{path}: no series {index} (the file has {len(self._tif.series)})"
-            ) from err
+            )
+        page_series = self._tif.series[index]
         shape = _spatial_axes(page_series, Path(path))
         try:
             _check_complete_ifd_chain(self._tif, Path(path))
