@@ -165,7 +165,8 @@ class Pipeline:
 
     def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         ref = job.ref
-        paths = VolumePaths.for_ref(self.settings.storage.data_root, ref, job.labels_of)
+        root = self.settings.storage.data_root
+        paths = VolumePaths.for_ref(root, ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
         if not force and paths.record.exists() and paths.store.exists():
             try:
@@ -190,7 +191,7 @@ class Pipeline:
                 name=ref.name,
                 description=info.description,
                 download_url=info.download_url,
-                local_paths=LocalPaths(volume=str(paths.store), metadata=str(paths.record)),
+                local_paths=LocalPaths.in_root(root, paths.store, paths.record),
                 timestamp=utc_now(),
                 voxel_size_nm=list(voxel) if voxel else None,
                 voxel_size_origin=origin,
@@ -217,7 +218,8 @@ class Pipeline:
             record.additional_metadata = {**info.additional_metadata, **_labels_note(job.labels_of)}
             if not self.settings.storage.keep_raw:
                 _drop_raw(info.raw_paths)
-            record.local_paths.raw = [str(p) for p in info.raw_paths if p.exists()] or None
+            raw = [p for p in info.raw_paths if p.exists()]
+            record.local_paths = LocalPaths.in_root(root, paths.store, paths.record, raw)
             record.files = [FileDigest.model_validate(f) for f in info.files]
             record.ingest_seconds = round(time.monotonic() - t0, 3)
             record.status = STATUS_COMPLETE
@@ -235,7 +237,7 @@ class Pipeline:
             else:
                 log.error("%s: %s", label, status)
             self.progress.finish(label, "error")
-            saved = _write_error_record(paths, ref, record, status)
+            saved = _write_error_record(paths, ref, record, status, self.settings.storage.data_root)
             if saved is not None:
                 index_record(self.settings, paths.record, saved)
             return VolumeResult(ref, status, paths.record, record, time.monotonic() - t0, err)
@@ -628,7 +630,11 @@ def _check_reader(reader: VolumeReader, info: VolumeInfo, label: str) -> None:
 
 
 def _write_error_record(
-    paths: VolumePaths, ref: VolumeRef, record: VolumeRecord | None, status: str
+    paths: VolumePaths,
+    ref: VolumeRef,
+    record: VolumeRecord | None,
+    status: str,
+    data_root: Path,
 ) -> VolumeRecord | None:
     """Mark the volume failed; a record is started here if describe itself failed."""
     if record is None:
@@ -637,7 +643,7 @@ def _write_error_record(
             source=ref.source,
             source_id=ref.source_id,
             name=ref.name,
-            local_paths=LocalPaths(volume=str(paths.store), metadata=str(paths.record)),
+            local_paths=LocalPaths.in_root(data_root, paths.store, paths.record),
             timestamp=utc_now(),
             voxel_size_nm=None,
             download_url=ref.locator,

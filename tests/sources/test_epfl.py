@@ -15,7 +15,7 @@ import pytest
 from emingest.config import Settings
 from emingest.errors import ConfigError, EntryNotFoundError
 from emingest.pipeline import Pipeline, VolumeJob
-from emingest.records import read_record, record_json_schema
+from emingest.records import read_record, record_json_schema, resolve_in_root
 from emingest.sources.epfl import EpflSource
 from emingest.testing.epfl import EPFLReplica
 
@@ -91,7 +91,9 @@ def test_ingest_all_files(tmp_path, epfl):
         assert f.name == f"{result.ref.name}.tif" and f.url == epfl.file_url(result.ref.name)
         assert f.size_bytes == raw.stat().st_size
         assert f.sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()
-        assert record.local_paths.raw and Path(record.local_paths.raw[0]).exists()
+        assert record.local_paths.raw
+        root = result.record_path.parents[2]
+        assert resolve_in_root(record.local_paths.raw[0], root).exists()
     gt = read_record(results[2].record_path).additional_metadata
     assert gt["role"] == "labels" and gt["labels_of"] == "training"
     # volumedata is above parallel_min_bytes: fetched as Range segments
