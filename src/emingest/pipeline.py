@@ -27,6 +27,7 @@ import numpy as np
 from emingest.catalog import index_record
 from emingest.config import Settings
 from emingest.errors import ConversionError, EmingestError
+from emingest.fingerprints import check_source
 from emingest.journal import TileJournal
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import Level, plan_levels
@@ -115,6 +116,8 @@ class VolumeResult:
     record: VolumeRecord | None = None
     seconds: float = 0.0
     error: BaseException | None = field(default=None, repr=False)
+    note: str = ""
+    """Why a complete volume was ingested again (its source changed), for the user."""
 
     @property
     def ok(self) -> bool:
@@ -168,18 +171,24 @@ class Pipeline:
         root = self.settings.storage.data_root
         paths = VolumePaths.for_ref(root, ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
+        known: VolumeInfo | None = None
+        note = ""
         if not force and paths.record.exists() and paths.store.exists():
             try:
                 existing = read_record(paths.record)
             except ConversionError:
                 existing = None
             if existing is not None and existing.is_complete:
-                log.info("%s: already complete, skipped (use --force to redo)", label)
-                return VolumeResult(ref, "skipped", paths.record, existing)
+                check = check_source(job.source, ref, existing.source_fingerprint)
+                if check.unchanged:
+                    log.info("%s: already complete, skipped (use --force to redo)", label)
+                    return VolumeResult(ref, "skipped", paths.record, existing)
+                log.warning("%s: %s; ingesting it again", label, check.change)
+                known, note = check.info, check.change
         t0 = time.monotonic()
         record: VolumeRecord | None = None
         try:
-            info = job.source.describe(ref)
+            info = known or job.source.describe(ref)
             voxel = job.voxel_size_nm or info.voxel_size_nm
             origin = "user (--voxel-size-nm)" if job.voxel_size_nm else info.voxel_size_origin
             if voxel is None:
@@ -196,6 +205,7 @@ class Pipeline:
                 voxel_size_nm=list(voxel) if voxel else None,
                 voxel_size_origin=origin,
                 additional_metadata=info.additional_metadata,
+                source_fingerprint=info.fingerprint or None,
             )
             record.additional_metadata.update(_labels_note(job.labels_of))
             self._save(paths, record)  # phase 1: before any voxel is written
@@ -229,7 +239,9 @@ class Pipeline:
             rate = (record.nbytes or 0) / max(record.ingest_seconds, 1e-9) / 1e6
             log.info("%s: complete, shape %s, %.1f MB/s", label, record.volume_shape, rate)
             self.progress.finish(label, STATUS_COMPLETE)
-            return VolumeResult(ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0)
+            return VolumeResult(
+                ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0, note=note
+            )
         except Exception as err:
             status = error_status(f"{type(err).__name__}: {err}")
             if not isinstance(err, EmingestError | OSError):
@@ -292,6 +304,7 @@ class Pipeline:
                 "levels": len(levels),
                 "zstd": st.zstd_level,
                 "tile_bytes": budget,
+                "source": info.fingerprint,  # a changed source never resumes old tiles
             },
         )
         resuming = not force and paths.store.exists() and journal.load()

@@ -107,6 +107,11 @@ class VolumeRecord(BaseModel):
         default_factory=dict, description="Everything the source said, kept whole"
     )
     files: list[FileDigest] = Field(default_factory=list)
+    source_fingerprint: dict[str, Any] | None = Field(
+        None,
+        description="What the source looked like when ingested (sizes, modification times, "
+        "ETags, members); a re-run whose source differs ingests again",
+    )
     emingest_version: str = __version__
     # -- phase 2 ---------------------------------------------------------------------------
     volume_shape: list[int] | None = None

@@ -179,6 +179,7 @@ def report(results: list[VolumeResult]) -> int:
         line = f"{r.ref.source}/{r.ref.source_id}/{r.ref.name}: {r.status}"
         if shape:
             line += f", shape {shape}"
+        line += f" ({r.note})" if r.note else ""
         typer.echo(f"{line} (record {r.record_path})", err=not r.ok)
     failed = sum(not r.ok for r in results)
     if failed:

@@ -9,9 +9,12 @@ from typing import Any, ClassVar
 
 from emingest.config import Settings
 from emingest.errors import UnsupportedFormatError
+from emingest.fingerprints import local_files_fingerprint, zarr_fingerprint
 from emingest.formats import open_volume
 from emingest.formats.base import FileVolume
+from emingest.formats.stack import ImageStackVolume
 from emingest.formats.tiff import is_tiff, tiff_series
+from emingest.formats.zarr_array import ZarrVolume
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
 
 
@@ -23,6 +26,15 @@ def _tiff_series(path: Path) -> list[int]:
         return tiff_series(path)
     except UnsupportedFormatError:
         return []  # describe reports it, with the volume's own record
+
+
+def _fingerprint(vol: FileVolume) -> dict[str, Any]:
+    """Sizes and modification times of what the volume is read from."""
+    if isinstance(vol, ImageStackVolume):
+        return local_files_fingerprint(vol.members)
+    if isinstance(vol, ZarrVolume):
+        return zarr_fingerprint(vol.path)
+    return local_files_fingerprint([vol.path])
 
 
 class LocalSettings(SourceSettings):
@@ -82,6 +94,7 @@ class LocalSource:
                 if Path(ref.locator).is_absolute()
                 else ref.locator,
                 voxel_size_origin=vol.voxel_size_origin,
+                fingerprint=_fingerprint(vol),
                 additional_metadata={
                     "format": vol.format,
                     "path": ref.locator,
