@@ -127,3 +127,31 @@ def check_source(source: Any, ref: Any, fingerprint: dict[str, Any] | None) -> S
     if not new or new == fingerprint:
         return SourceCheck(True, info=info)
     return SourceCheck(False, describe_change(fingerprint, new), info)
+
+
+def fetch_current(downloader: Any, url: str, name: str, fingerprint: dict[str, Any]) -> Any:
+    """``downloader.fetch(url, name)``, but a cached copy downloaded when the remote file
+    looked different (another size, ETag or Last-Modified) is dropped first: a changed source
+    ingested again must not be read from the stale cache. The fingerprint of each download
+    is kept beside it (``.<name>.source.json``)."""
+    import json
+
+    from emingest.transports.download import done_marker
+
+    final = downloader.path_for(url, name)
+    marker = final.with_name(f".{final.name}.source.json")
+    try:
+        before = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if fingerprint and before is not None and before != fingerprint and final.exists():
+        log.info("%s: the remote file changed since it was cached; downloading it again", url)
+        done_marker(final).unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+    size = fingerprint.get("size") if fingerprint else None
+    got = downloader.fetch(url, name, expected_size=size if isinstance(size, int) else None)
+    if fingerprint:
+        from emingest.omezarr.writer import atomic_write_text
+
+        atomic_write_text(marker, json.dumps(fingerprint))
+    return got

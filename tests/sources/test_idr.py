@@ -140,7 +140,8 @@ def test_faults_on_api_and_ftp(tmp_path, idr, caplog):
 
 
 def test_http_truncation_and_resets(tmp_path, idr, caplog):
-    idr.faults.truncate_every = 5
+    # requests: image (discover), image, imgData, original_file_paths, HEAD, then the file
+    idr.faults.truncate_every = 6
     idr.faults.reset_every = 7
     with caplog.at_level("WARNING", "emingest.transports.retry"):
         [result] = ingest(make_settings(tmp_path, idr, "http"), [str(IMAGE)])

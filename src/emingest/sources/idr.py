@@ -23,6 +23,7 @@ from pydantic import Field
 
 from emingest.config import Settings
 from emingest.errors import EntryNotFoundError, RemoteFormatError, UnsupportedFormatError
+from emingest.fingerprints import fetch_current, remote_file_fingerprint
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import Downloader, TransportSettings, default_cache_dir, safe_relative_path
@@ -211,6 +212,9 @@ class IdrSource:
         voxel = self._voxel_nm(pixels, img_data)
         rel = self._file_rel_path(image_id, data, paths)
         url = self._file_url(rel)
+        # One HEAD (or FTP SIZE): the original's size and validators, so a re-run sees a
+        # changed file (emingest.fingerprints).
+        fingerprint = {"files": [remote_file_fingerprint(self.downloader, url)]}
         info = VolumeInfo(
             ref=ref,
             shape=shape,
@@ -228,6 +232,7 @@ class IdrSource:
                 "web_page": f"{base}/webclient/img_detail/{image_id}/",
             },
             raw_paths=[self.downloader.path_for(url, rel)],
+            fingerprint=fingerprint,
         )
         with self._lock:
             self._described[ref] = info
@@ -319,7 +324,8 @@ class IdrSource:
         rel = info.additional_metadata["original_file_url"][
             len(self.options.files_url.rstrip("/")) + 1 :
         ]
-        f = self.downloader.fetch(info.download_url, urllib.parse.unquote(rel))
+        (remote,) = info.fingerprint["files"]
+        f = fetch_current(self.downloader, info.download_url, urllib.parse.unquote(rel), remote)
         # The pipeline reads files/raw_paths from the VolumeInfo describe returned, after open.
         info.files = [f.as_file_digest()]
         info.raw_paths = [f.path]
