@@ -121,7 +121,9 @@ def test_range_off_stall_and_503(tmp_path, epfl):
     """No Range, a 503 with Retry-After first, then a stall: still the right volume."""
     epfl.faults.range_support = False
     epfl.faults.fail_first = 1
-    epfl.faults.stall_every = 3  # request 1: 503, 2: HEAD, 3: the GET stalls, 4: again, whole
+    # request 1: 503 to the fingerprint's HEAD, 2: that HEAD again, 3: the download's HEAD,
+    # 4: the GET stalls, 5: again, whole
+    epfl.faults.stall_every = 4
     settings = make_settings(tmp_path, epfl, parallel_min_bytes=1)
     [result] = ingest(settings, ["training"])
     assert result.ok, result.status
@@ -134,7 +136,7 @@ def test_range_off_stall_and_503(tmp_path, epfl):
 def test_truncated_and_reset_bodies_are_refetched(tmp_path, epfl):
     epfl.faults.truncate_every = 2
     epfl.faults.reset_every = 3
-    epfl.faults.next_request()  # the GETs are requests 2 (truncated), 3 (reset), 4, 5 ...
+    # request 1: the fingerprint's HEAD; the GETs are 2 (truncated), 3 (reset), 4, 5 ...
     [result] = ingest(make_settings(tmp_path, epfl, parallel_segments=False), ["testing"])
     assert result.ok, result.status
     record = read_record(result.record_path)
