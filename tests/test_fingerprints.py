@@ -145,3 +145,13 @@ def test_describe_change_names_what_differs() -> None:
     text = describe_change(old, new)
     assert "changed: a" in text and "added: c" in text and "removed: b" in text
     assert "etag" in describe_change({"url": "u", "etag": '"1"'}, {"url": "u", "etag": '"2"'})
+
+
+def test_metadata_fingerprint_follows_the_documents_not_their_key_order() -> None:
+    from emingest.fingerprints import metadata_fingerprint
+
+    a = metadata_fingerprint("s3://b/x", {"zarray": {"shape": [1, 2], "dtype": "<i2"}})
+    b = metadata_fingerprint("s3://b/x", {"zarray": {"dtype": "<i2", "shape": [1, 2]}})
+    c = metadata_fingerprint("s3://b/x", {"zarray": {"dtype": "<i2", "shape": [1, 3]}})
+    assert a == b and a != c
+    assert "metadata_sha256" in describe_change(a, c)

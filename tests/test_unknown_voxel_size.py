@@ -57,3 +57,43 @@ def test_multiscales_attrs_keeps_nanometres_when_known() -> None:
     assert {ax["unit"] for ax in axes} == {"nanometer"}
     axes = multiscales_attrs("v", levels, unit=None)["multiscales"][0]["axes"]
     assert all("unit" not in ax for ax in axes)
+
+
+def test_an_archive_voxel_size_that_cannot_be_true_is_recorded_as_null(tmp_path: Path) -> None:
+    from emingest.sources.base import VolumeInfo, VolumeRef
+
+    class ZeroVoxelSource:
+        """An archive that answers 0 nm (seen in the wild for 'not set')."""
+
+        name = "zero"
+
+        def discover(self, spec: list[str], **options: object) -> list[VolumeRef]:
+            return [VolumeRef("zero", "z1", "v", "")]
+
+        def describe(self, ref: VolumeRef) -> VolumeInfo:
+            return VolumeInfo(
+                ref, (2, 8, 8), np.dtype("uint8"), (0.0, 4.0, 4.0), voxel_size_origin="api"
+            )
+
+        def open(self, ref: VolumeRef) -> object:
+            class Reader:
+                shape = (2, 8, 8)
+                dtype = np.dtype("uint8")
+
+                def read(self, region: tuple[slice, ...]) -> np.ndarray:
+                    return np.zeros(tuple(s.stop - s.start for s in region), np.uint8)
+
+                def close(self) -> None:
+                    pass
+
+            return Reader()
+
+    settings = load_settings(
+        environ={}, overrides={"storage": {"data_root": str(tmp_path / "data")}}
+    )
+    source = ZeroVoxelSource()
+    with Pipeline(settings) as pipe:
+        (result,) = pipe.run([VolumeJob(source, source.discover([])[0])])  # type: ignore[arg-type]
+    assert result.status == "complete", result.status
+    record = read_record(result.record_path)
+    assert record.voxel_size_nm is None and record.voxel_size_origin == ""

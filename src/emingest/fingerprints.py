@@ -79,6 +79,18 @@ def remote_file_fingerprint(downloader: Any, url: str) -> dict[str, Any]:
     }
 
 
+def metadata_fingerprint(url: str, documents: Any, **extra: Any) -> dict[str, Any]:
+    """A chunked archive (S3 Zarr, DVID, precomputed) by the metadata documents describe
+    reads anyway (``.zarray``/``.zattrs``, ``info``): their sha256 over canonical JSON. Chunks
+    are not listed (millions of keys), so chunks rewritten under unchanged metadata are not
+    seen; DVID's versioned node (``uuid``) names immutable data."""
+    import hashlib
+    import json
+
+    text = json.dumps(documents, sort_keys=True, separators=(",", ":"), default=str)
+    return {"url": url, **extra, "metadata_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
 def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     """A short account of what differs between two fingerprints."""
     old_files = {f.get("name") or f.get("url"): f for f in old.get("files", [])}

@@ -57,7 +57,7 @@ from emingest.regions import (
 )
 from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
 from emingest.statistics import StreamingDigest
-from emingest.voxel_size import checked_voxel_size
+from emingest.voxel_size import checked_voxel_size, plausible_voxel_size
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,10 @@ class Pipeline:
         record: VolumeRecord | None = None
         try:
             info = known or job.source.describe(ref)
-            voxel = job.voxel_size_nm or info.voxel_size_nm
+            voxel = job.voxel_size_nm or plausible_voxel_size(info.voxel_size_nm)
             origin = "user (--voxel-size-nm)" if job.voxel_size_nm else info.voxel_size_origin
             if voxel is None:
+                origin = ""  # an archive's 0, NaN or inf is no voxel size either
                 log.warning("%s: no voxel size in the source; recorded as null", label)
             record = VolumeRecord(
                 status=STATUS_SAVING,

@@ -36,6 +36,7 @@ from emingest.errors import (
     SourceError,
     TransientSourceError,
 )
+from emingest.fingerprints import metadata_fingerprint
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports.http import HttpTransport
 from emingest.transports.retry import retry_call
@@ -323,6 +324,11 @@ class FlyEMSource:
                 "precomputed_url": self.precomputed_url if via == "precomputed" else None,
                 "dvid_info" if via == "dvid" else "precomputed_info": geo["info"],
             },
+            fingerprint=metadata_fingerprint(
+                self.node_url if via == "dvid" else self.precomputed_url,
+                geo["info"],
+                uuid=self.options.uuid if via == "dvid" else None,
+            ),
         )
 
     def open(self, ref: VolumeRef) -> DvidReader | PrecomputedReader:

@@ -30,6 +30,7 @@ from emingest.errors import (
     SourceError,
     TransientSourceError,
 )
+from emingest.fingerprints import metadata_fingerprint
 from emingest.omezarr.metadata import Level
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports.retry import RetryPolicy, retry_call
@@ -496,6 +497,9 @@ class OpenOrganelleSource:
                 "zarrays": docs["zarrays"],
             },
             levels=levels,
+            fingerprint=metadata_fingerprint(
+                group_url, {"zattrs": docs["attrs"], "zarrays": docs["zarrays"]}
+            ),
         )
         with self._lock:
             self._described[ref] = (info, kept, boxes)
