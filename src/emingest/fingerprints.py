@@ -130,10 +130,14 @@ def check_source(source: Any, ref: Any, fingerprint: dict[str, Any] | None) -> S
     source cannot be reached: a complete volume is never replaced by an error for that."""
     if not fingerprint:
         return SourceCheck(True)
+    label = f"{ref.source}/{ref.source_id}/{ref.name}"
     try:
         info = source.describe(ref)
     except (EmingestError, OSError) as err:
-        log.warning("%s: cannot check the source for changes (%s); kept as complete", ref, err)
+        log.warning("%s: cannot check the source for changes (%s); kept as complete", label, err)
+        return SourceCheck(True)
+    except Exception:  # a bug in a source must not stop the run nor lose a complete volume
+        log.exception("%s: cannot check the source for changes; kept as complete", label)
         return SourceCheck(True)
     new = info.fingerprint
     if not new or new == fingerprint:
