@@ -155,3 +155,18 @@ def test_metadata_fingerprint_follows_the_documents_not_their_key_order() -> Non
     c = metadata_fingerprint("s3://b/x", {"zarray": {"dtype": "<i2", "shape": [1, 3]}})
     assert a == b and a != c
     assert "metadata_sha256" in describe_change(a, c)
+
+
+def test_a_long_member_list_is_kept_as_a_digest(tmp_path: Path) -> None:
+    from emingest.fingerprints import MAX_LISTED, local_files_fingerprint
+
+    paths = []
+    for i in range(MAX_LISTED + 1):
+        p = tmp_path / f"s{i:05d}.tif"
+        p.write_bytes(b"x")
+        paths.append(p)
+    before = local_files_fingerprint(paths)
+    assert before["count"] == MAX_LISTED + 1 and "files" not in before
+    os.utime(paths[500], ns=(1, 1))
+    after = local_files_fingerprint(paths)
+    assert after != before and "files_sha256" in describe_change(before, after)

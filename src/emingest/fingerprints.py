@@ -22,6 +22,8 @@ from emingest.errors import EmingestError
 
 log = logging.getLogger(__name__)
 
+MAX_LISTED = 1000
+"""Members listed one by one in a fingerprint; a longer list is kept as its digest."""
 ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup"})
 
 
@@ -38,7 +40,22 @@ def local_files_fingerprint(paths: Iterable[Path], *, root: Path | None = None) 
     for p in paths:
         name = Path(p).relative_to(root).as_posix() if root is not None else Path(p).name
         files.append(file_entry(Path(p), name))
-    return {"kind": "local", "files": files}
+    if len(files) <= MAX_LISTED:
+        return {"kind": "local", "files": files}
+    # ~70 bytes a member would make a 100 000-slice record 7 MB: past MAX_LISTED members the
+    # record keeps a digest of the list (a change is still seen, just not named).
+    import hashlib
+    import json
+
+    text = json.dumps(files, separators=(",", ":"))
+    return {
+        "kind": "local",
+        "count": len(files),
+        "first": files[0]["name"],
+        "last": files[-1]["name"],
+        "total_size": sum(f["size"] for f in files),
+        "files_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
 
 
 def zarr_fingerprint(root: Path, depth: int = 3) -> dict[str, Any]:
