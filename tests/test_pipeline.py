@@ -23,7 +23,7 @@ from emingest.config import Settings, load_settings
 from emingest.errors import ConversionError
 from emingest.omezarr.pyramid import downsample_mean2
 from emingest.pipeline import Pipeline, VolumeJob, VolumePaths
-from emingest.records import read_record
+from emingest.records import read_record, resolve_in_root
 from emingest.sources import create_source
 from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
 
@@ -79,7 +79,7 @@ def test_imagej_tiff_becomes_valid_ome_zarr_with_complete_record(tmp_path: Path)
     assert rec.statistics.mean == pytest.approx(float(a.mean()))
     assert rec.statistics.std == pytest.approx(float(a.std()))
     assert sum(rec.statistics.histogram.counts) == a.size
-    store = Path(rec.local_paths.volume)
+    store = resolve_in_root(rec.local_paths.volume, tmp_path / "data")
     assert store.name == "vol.ome.zarr" and store.parent.parent.name == "local"
     assert rec.file_size_bytes == sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
     group = zarr.open_group(store, mode="r")
@@ -112,7 +112,9 @@ def test_mrc_and_sixteen_bit_dtypes_are_kept(tmp_path: Path, dtype: str) -> None
     assert rec.status == "complete" and rec.dtype == dtype
     assert rec.voxel_size_nm == pytest.approx([2.0, 3.0, 4.0])
     assert rec.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
-    np.testing.assert_array_equal(zarr.open_group(rec.local_paths.volume)["s0"][:], a)
+    np.testing.assert_array_equal(
+        zarr.open_group(resolve_in_root(rec.local_paths.volume, tmp_path / "data"))["s0"][:], a
+    )
 
 
 def test_sharded_store_is_valid_and_exact(tmp_path: Path) -> None:
@@ -126,7 +128,7 @@ def test_sharded_store_is_valid_and_exact(tmp_path: Path) -> None:
     assert rec.status == "complete" and rec.shard_shape == [32, 32, 32]
     assert rec.voxel_size_nm == [5.0, 4.0, 4.0]
     assert rec.voxel_size_origin.startswith("user")
-    g = zarr.open_group(rec.local_paths.volume, mode="r")
+    g = zarr.open_group(resolve_in_root(rec.local_paths.volume, tmp_path / "data"), mode="r")
     Image.from_zarr(g)
     np.testing.assert_array_equal(g["s0"][:], a)
 
@@ -146,7 +148,7 @@ def test_levels_from_shards_larger_than_the_budget_equal_whole_downsampling(
     [res] = ingest(st, [src], voxel=(5.0, 4.0, 4.0))
     rec = read_record(res.record_path)
     assert rec.status == "complete" and len(rec.scales) >= 3
-    g = zarr.open_group(rec.local_paths.volume, mode="r")
+    g = zarr.open_group(resolve_in_root(rec.local_paths.volume, tmp_path / "data"), mode="r")
     expected = a
     for n in range(len(rec.scales)):
         np.testing.assert_array_equal(g[f"s{n}"][:], expected, err_msg=f"s{n}")
@@ -188,7 +190,11 @@ def test_complete_volume_is_skipped_unless_forced(tmp_path: Path) -> None:
     tifffile.imwrite(src, em_like((8, 16, 16)))
     st = settings_for(tmp_path)
     [first] = ingest(st, [src])
-    s0_chunk = next((Path(first.record.local_paths.volume) / "s0").rglob("c/*/*/*"))
+    s0_chunk = next(
+        (resolve_in_root(first.record.local_paths.volume, tmp_path / "data") / "s0").rglob(
+            "c/*/*/*"
+        )
+    )
     mtime = s0_chunk.stat().st_mtime_ns
     [again] = ingest(st, [src])
     assert again.status == "skipped"
@@ -343,8 +349,11 @@ def test_labels_image_attaches_to_its_volume_with_nearest_pyramid(tmp_path: Path
         [img_res] = pipe.run([VolumeJob(image, image_ref)])
         [lab_res] = pipe.run([VolumeJob(labels, mask_ref, labels_of=image_ref)])
     assert img_res.status == lab_res.status == "complete"
-    store = Path(img_res.record.local_paths.volume)
-    assert Path(lab_res.record.local_paths.volume) == store / "labels" / "gt"
+    store = resolve_in_root(img_res.record.local_paths.volume, tmp_path / "data")
+    assert (
+        resolve_in_root(lab_res.record.local_paths.volume, tmp_path / "data")
+        == store / "labels" / "gt"
+    )
     assert lab_res.record.additional_metadata["labels_of"] == "r1/vol"
     group = zarr.open_group(store, mode="r")
     Image.from_zarr(group)
@@ -407,7 +416,7 @@ def test_an_archive_pyramid_is_copied_with_its_scales(tmp_path: Path) -> None:
         [res] = pipe.run([VolumeJob(src, VolumeRef("remote", "d1", "em"))])
     assert res.status == "complete", res.status
     rec = res.record
-    g = zarr.open_group(rec.local_paths.volume, mode="r")
+    g = zarr.open_group(resolve_in_root(rec.local_paths.volume, tmp_path / "data"), mode="r")
     Image.from_zarr(g)
     np.testing.assert_array_equal(g["s0"][:], s0)
     np.testing.assert_array_equal(g["s1"][:], s1)

@@ -83,9 +83,11 @@ def test_a_second_run_skips_complete_volumes(tmp_path: Path, replicas: ReplicaSe
     assert second.exit_code == 0, second.output
     assert "skipped" in second.output
     assert json.loads(record.read_text())["timestamp"] == stamp
-    # Only metadata was asked again (preflight, describe-free discovery), no file download.
+    # Only metadata was asked again (preflight, discovery, describe with the fingerprint's
+    # HEAD of the original, to see whether it changed), no file download.
     again = replicas.replicas["idr"].request_log[before:]
-    assert not any(path.endswith(".tif") for _, path, _ in again)
+    assert not any(m == "GET" and path.endswith(".tif") for m, path, _ in again)
+    assert any(m == "HEAD" and path.endswith(".tif") for m, path, _ in again)
 
 
 def test_when_no_archive_answers_the_run_says_so_and_points_to_the_demo(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from emingest.catalog import index_record
 from emingest.config import Settings
 from emingest.errors import ConversionError, EmingestError, RunInterrupted
+from emingest.fingerprints import check_source
 from emingest.journal import TileJournal
 from emingest.layout import VolumePaths
 from emingest.memory import limit_malloc_arenas
@@ -56,6 +57,7 @@ from emingest.regions import (
 )
 from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
 from emingest.statistics import StreamingDigest
+from emingest.voxel_size import checked_voxel_size, plausible_voxel_size
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class VolumeJob:
     labels_of: VolumeRef | None = None
     """Makes this volume an OME-NGFF labels image of that one (e.g. ground-truth masks)."""
 
+    def __post_init__(self) -> None:
+        self.voxel_size_nm = checked_voxel_size(self.voxel_size_nm, "voxel_size_nm override")
+
 
 STATUS_INTERRUPTED = "interrupted"
 
@@ -81,6 +86,8 @@ class VolumeResult:
     record: VolumeRecord | None = None
     seconds: float = 0.0
     error: BaseException | None = field(default=None, repr=False)
+    note: str = ""
+    """Why a complete volume was ingested again (its source changed), for the user."""
 
     @property
     def ok(self) -> bool:
@@ -137,25 +144,33 @@ class Pipeline:
 
     def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         ref = job.ref
-        paths = VolumePaths.for_ref(self.settings.storage.data_root, ref, job.labels_of)
+        root = self.settings.storage.data_root
+        paths = VolumePaths.for_ref(root, ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
         if self.stop.is_set():
             return VolumeResult(ref, STATUS_INTERRUPTED, paths.record)
+        known: VolumeInfo | None = None
+        note = ""
         if not force and paths.record.exists() and paths.store.exists():
             try:
                 existing = read_record(paths.record)
             except ConversionError:
                 existing = None
             if existing is not None and existing.is_complete:
-                log.info("%s: already complete, skipped (use --force to redo)", label)
-                return VolumeResult(ref, "skipped", paths.record, existing)
+                check = check_source(job.source, ref, existing.source_fingerprint)
+                if check.unchanged:
+                    log.info("%s: already complete, skipped (use --force to redo)", label)
+                    return VolumeResult(ref, "skipped", paths.record, existing)
+                log.warning("%s: %s; ingesting it again", label, check.change)
+                known, note = check.info, check.change
         t0 = time.monotonic()
         record: VolumeRecord | None = None
         try:
-            info = job.source.describe(ref)
-            voxel = job.voxel_size_nm or info.voxel_size_nm
+            info = known or job.source.describe(ref)
+            voxel = job.voxel_size_nm or plausible_voxel_size(info.voxel_size_nm)
             origin = "user (--voxel-size-nm)" if job.voxel_size_nm else info.voxel_size_origin
             if voxel is None:
+                origin = ""  # an archive's 0, NaN or inf is no voxel size either
                 log.warning("%s: no voxel size in the source; recorded as null", label)
             record = VolumeRecord(
                 status=STATUS_SAVING,
@@ -164,11 +179,12 @@ class Pipeline:
                 name=ref.name,
                 description=info.description,
                 download_url=info.download_url,
-                local_paths=LocalPaths(volume=str(paths.store), metadata=str(paths.record)),
+                local_paths=LocalPaths.in_root(root, paths.store, paths.record),
                 timestamp=utc_now(),
                 voxel_size_nm=list(voxel) if voxel else None,
                 voxel_size_origin=origin,
                 additional_metadata=info.additional_metadata,
+                source_fingerprint=info.fingerprint or None,
             )
             record.additional_metadata.update(_labels_note(job.labels_of))
             self._save(paths, record)  # phase 1: before any voxel is written
@@ -191,7 +207,8 @@ class Pipeline:
             record.additional_metadata = {**info.additional_metadata, **_labels_note(job.labels_of)}
             if not self.settings.storage.keep_raw:
                 _drop_raw(info.raw_paths)
-            record.local_paths.raw = [str(p) for p in info.raw_paths if p.exists()] or None
+            raw = [p for p in info.raw_paths if p.exists()]
+            record.local_paths = LocalPaths.in_root(root, paths.store, paths.record, raw)
             record.files = [FileDigest.model_validate(f) for f in info.files]
             record.ingest_seconds = round(time.monotonic() - t0, 3)
             record.status = STATUS_COMPLETE
@@ -201,7 +218,9 @@ class Pipeline:
             rate = (record.nbytes or 0) / max(record.ingest_seconds, 1e-9) / 1e6
             log.info("%s: complete, shape %s, %.1f MB/s", label, record.volume_shape, rate)
             self.progress.finish(label, STATUS_COMPLETE)
-            return VolumeResult(ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0)
+            return VolumeResult(
+                ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0, note=note
+            )
         except RunInterrupted:
             log.warning("%s: interrupted; the same command resumes it", label)
             self.progress.finish(label, STATUS_INTERRUPTED)
@@ -213,7 +232,7 @@ class Pipeline:
             else:
                 log.error("%s: %s", label, status)
             self.progress.finish(label, "error")
-            saved = _write_error_record(paths, ref, record, status)
+            saved = _write_error_record(paths, ref, record, status, self.settings.storage.data_root)
             if saved is not None:
                 index_record(self.settings, paths.record, saved)
             return VolumeResult(ref, status, paths.record, record, time.monotonic() - t0, err)
@@ -256,6 +275,7 @@ class Pipeline:
             zstd_level=st.zstd_level,
             method=method,
             label=is_label,
+            unit="nanometer" if voxel else None,  # unknown size: unitless axes, scale 1.0
         )
         journal = TileJournal(
             paths.journal,
@@ -267,6 +287,7 @@ class Pipeline:
                 "levels": len(levels),
                 "zstd": st.zstd_level,
                 "tile_bytes": budget,
+                "source": info.fingerprint,  # a changed source never resumes old tiles
             },
         )
         resuming = not force and paths.store.exists() and journal.load()
@@ -609,7 +630,11 @@ def _check_reader(reader: VolumeReader, info: VolumeInfo, label: str) -> None:
 
 
 def _write_error_record(
-    paths: VolumePaths, ref: VolumeRef, record: VolumeRecord | None, status: str
+    paths: VolumePaths,
+    ref: VolumeRef,
+    record: VolumeRecord | None,
+    status: str,
+    data_root: Path,
 ) -> VolumeRecord | None:
     """Mark the volume failed; a record is started here if describe itself failed."""
     if record is None:
@@ -618,7 +643,7 @@ def _write_error_record(
             source=ref.source,
             source_id=ref.source_id,
             name=ref.name,
-            local_paths=LocalPaths(volume=str(paths.store), metadata=str(paths.record)),
+            local_paths=LocalPaths.in_root(data_root, paths.store, paths.record),
             timestamp=utc_now(),
             voxel_size_nm=None,
             download_url=ref.locator,

@@ -28,9 +28,45 @@ STATUS_PATTERN = r"^(saving-data|complete|error: .+)$"
 
 
 class LocalPaths(BaseModel):
-    volume: str = Field(description="The OME-Zarr image")
-    metadata: str = Field(description="This record's sidecar file")
-    raw: list[str] | None = Field(None, description="Downloaded originals, when kept")
+    """Where the volume's files are, relative to the data root (so a data root that is moved
+    or mounted elsewhere stays valid); a file outside the data root (a cache set elsewhere)
+    is named by its absolute path. Resolve with :func:`resolve_in_root`."""
+
+    volume: str = Field(description="The OME-Zarr image, relative to the data root")
+    metadata: str = Field(description="This record's sidecar file, relative to the data root")
+    raw: list[str] | None = Field(
+        None, description="Downloaded originals, when kept (relative to the data root)"
+    )
+
+    @classmethod
+    def in_root(
+        cls, data_root: Path | str, volume: Path, metadata: Path, raw: list[Path] | None = None
+    ) -> LocalPaths:
+        return cls(
+            volume=root_relative(volume, data_root),
+            metadata=root_relative(metadata, data_root),
+            raw=[root_relative(p, data_root) for p in raw] if raw else None,
+        )
+
+
+def root_relative(path: Path | str, data_root: Path | str) -> str:
+    """``path`` relative to ``data_root`` when inside it, else absolute (POSIX separators)."""
+    absolute = Path(path).absolute()
+    root = Path(data_root).absolute()
+    try:
+        return absolute.relative_to(root).as_posix()
+    except ValueError:
+        try:
+            return absolute.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return str(absolute)
+
+
+def resolve_in_root(value: str, data_root: Path | str) -> Path:
+    """A path of ``local_paths`` as a path on this machine: relative ones are below
+    ``data_root`` (records written before paths became relative hold absolute ones)."""
+    p = Path(value)
+    return p if p.is_absolute() else Path(data_root) / p
 
 
 class ScaleLevel(BaseModel):
@@ -71,6 +107,11 @@ class VolumeRecord(BaseModel):
         default_factory=dict, description="Everything the source said, kept whole"
     )
     files: list[FileDigest] = Field(default_factory=list)
+    source_fingerprint: dict[str, Any] | None = Field(
+        None,
+        description="What the source looked like when ingested (sizes, modification times, "
+        "ETags, members); a re-run whose source differs ingests again",
+    )
     emingest_version: str = __version__
     # -- phase 2 ---------------------------------------------------------------------------
     volume_shape: list[int] | None = None

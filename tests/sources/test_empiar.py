@@ -18,7 +18,7 @@ pytest.importorskip("rsciio.digitalmicrograph")
 from emingest.config import Settings, load_settings
 from emingest.errors import EntryNotFoundError
 from emingest.pipeline import Pipeline, VolumeJob, VolumeResult
-from emingest.records import read_record
+from emingest.records import read_record, resolve_in_root
 from emingest.sources.empiar import EmpiarSource, parse_accession, series_key
 from emingest.testing.empiar import EmpiarReplica
 
@@ -86,7 +86,8 @@ def run(settings: Settings, ids: list[str], **options: Any) -> list[VolumeResult
 
 def stored(result: VolumeResult) -> np.ndarray:
     record = read_record(result.record_path)
-    return zarr.open_group(record.local_paths.volume, mode="r")["s0"][:]
+    root = result.record_path.parents[2]  # <data_root>/<source>/<source_id>/<name>.json
+    return zarr.open_group(resolve_in_root(record.local_paths.volume, root), mode="r")["s0"][:]
 
 
 def sha256(path: Path) -> str:

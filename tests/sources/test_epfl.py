@@ -15,7 +15,7 @@ import pytest
 from emingest.config import Settings
 from emingest.errors import ConfigError, EntryNotFoundError
 from emingest.pipeline import Pipeline, VolumeJob
-from emingest.records import read_record, record_json_schema
+from emingest.records import read_record, record_json_schema, resolve_in_root
 from emingest.sources.epfl import EpflSource
 from emingest.testing.epfl import EPFLReplica
 
@@ -91,7 +91,9 @@ def test_ingest_all_files(tmp_path, epfl):
         assert f.name == f"{result.ref.name}.tif" and f.url == epfl.file_url(result.ref.name)
         assert f.size_bytes == raw.stat().st_size
         assert f.sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()
-        assert record.local_paths.raw and Path(record.local_paths.raw[0]).exists()
+        assert record.local_paths.raw
+        root = result.record_path.parents[2]
+        assert resolve_in_root(record.local_paths.raw[0], root).exists()
     gt = read_record(results[2].record_path).additional_metadata
     assert gt["role"] == "labels" and gt["labels_of"] == "training"
     # volumedata is above parallel_min_bytes: fetched as Range segments
@@ -119,7 +121,9 @@ def test_range_off_stall_and_503(tmp_path, epfl):
     """No Range, a 503 with Retry-After first, then a stall: still the right volume."""
     epfl.faults.range_support = False
     epfl.faults.fail_first = 1
-    epfl.faults.stall_every = 3  # request 1: 503, 2: HEAD, 3: the GET stalls, 4: again, whole
+    # request 1: 503 to the fingerprint's HEAD, 2: that HEAD again, 3: the download's HEAD,
+    # 4: the GET stalls, 5: again, whole
+    epfl.faults.stall_every = 4
     settings = make_settings(tmp_path, epfl, parallel_min_bytes=1)
     [result] = ingest(settings, ["training"])
     assert result.ok, result.status
@@ -132,7 +136,7 @@ def test_range_off_stall_and_503(tmp_path, epfl):
 def test_truncated_and_reset_bodies_are_refetched(tmp_path, epfl):
     epfl.faults.truncate_every = 2
     epfl.faults.reset_every = 3
-    epfl.faults.next_request()  # the GETs are requests 2 (truncated), 3 (reset), 4, 5 ...
+    # request 1: the fingerprint's HEAD; the GETs are 2 (truncated), 3 (reset), 4, 5 ...
     [result] = ingest(make_settings(tmp_path, epfl, parallel_segments=False), ["testing"])
     assert result.ok, result.status
     record = read_record(result.record_path)

@@ -14,7 +14,7 @@ import pytest
 from emingest.config import Settings
 from emingest.errors import EntryNotFoundError, RemoteFormatError
 from emingest.pipeline import Pipeline, VolumeJob
-from emingest.records import read_record, record_json_schema
+from emingest.records import read_record, record_json_schema, resolve_in_root
 from emingest.sources.idr import IdrSource
 from emingest.testing.idr import IDRReplica
 
@@ -84,7 +84,8 @@ def check_record(result: Any, idr: IDRReplica, image_id: int) -> None:
     assert f.sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()
     meta = record.additional_metadata
     assert meta["image"]["data"]["@id"] == image_id and meta["imgData"]["id"] == image_id
-    assert record.local_paths.raw and Path(record.local_paths.raw[0]).exists()
+    assert record.local_paths.raw
+    assert resolve_in_root(record.local_paths.raw[0], result.record_path.parents[2]).exists()
 
 
 @pytest.mark.parametrize("protocol", ["ftp", "http"])
@@ -139,7 +140,8 @@ def test_faults_on_api_and_ftp(tmp_path, idr, caplog):
 
 
 def test_http_truncation_and_resets(tmp_path, idr, caplog):
-    idr.faults.truncate_every = 5
+    # requests: image (discover), image, imgData, original_file_paths, HEAD, then the file
+    idr.faults.truncate_every = 6
     idr.faults.reset_every = 7
     with caplog.at_level("WARNING", "emingest.transports.retry"):
         [result] = ingest(make_settings(tmp_path, idr, "http"), [str(IMAGE)])

@@ -180,9 +180,12 @@ def test_original_file_paths_name_the_public_file(
 ) -> None:
     paths = get_json(session, f"{idr.api_url}/webgateway/original_file_paths/{IMAGE}/")
     assert set(paths) == {"repo", "client"}
+    # as IDR answers: repo is the managed repository's path, client the in-place import path
     (repo,) = paths["repo"]
-    assert repo.startswith("/uod/idr/filesets/idr0086-miron-micrographs/")
-    public = "/pub/databases/IDR/" + repo.split("/uod/idr/filesets/", 1)[1]
+    assert re.fullmatch(r"[^/]+_\d+/\d{4}-\d{2}/\d{2}/\d{2}-\d{2}-\d{2}\.\d{3}/[^/]+\.tif", repo)
+    (client,) = paths["client"]
+    assert client.startswith("uod/idr/filesets/idr0086-miron-micrographs/")
+    public = "/pub/databases/IDR/" + client.split("uod/idr/filesets/", 1)[1]
     r = session.head(idr.url + public, timeout=TIMEOUT)
     assert r.status_code == 200
 

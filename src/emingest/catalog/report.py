@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from emingest.atomic import atomic_write_text
 from emingest.catalog import status_group
 from emingest.layout import iter_sidecars
-from emingest.records import STATUS_COMPLETE, VolumeRecord, utc_now
+from emingest.records import STATUS_COMPLETE, VolumeRecord, resolve_in_root, utc_now
 
 RATIO_DIGITS = 4
 STATUS_GROUPS = ("complete", "in-progress", "error", "unknown")
@@ -68,6 +68,14 @@ def _load(paths: Iterable[Path], root: Path) -> tuple[list[_Sidecar], list[dict[
     return good, bad
 
 
+def _volume_path(data: dict[str, Any], root: Path) -> Path | None:
+    """The record's OME-Zarr image, resolved against the data root (records hold paths
+    relative to it)."""
+    paths = data.get("local_paths")
+    volume = paths.get("volume") if isinstance(paths, dict) else None
+    return resolve_in_root(volume, root) if isinstance(volume, str) and volume else None
+
+
 def _ratios(counts: Counter[str], total: int) -> dict[str, float]:
     return {k: round(counts[k] / total, RATIO_DIGITS) for k in sorted(counts)} if total else {}
 
@@ -108,6 +116,7 @@ def build_report(data_root: Path | str) -> dict[str, Any]:
     extra_ratios: dict[str, dict[str, float]] = {}
     statuses: dict[str, dict[str, int]] = {}
     errors: dict[str, list[dict[str, str]]] = {}
+    missing_volumes: dict[str, list[dict[str, str]]] = {}
     validation: dict[str, dict[str, Any]] = {}
     expected_vs: dict[str, dict[str, Any]] = {}
     extra_expected_vs: dict[str, dict[str, Any]] = {}
@@ -122,6 +131,7 @@ def build_report(data_root: Path | str) -> dict[str, Any]:
         missing_required: Counter[str] = Counter()
         invalid: list[dict[str, Any]] = []
         errors[source] = []
+        missing_volumes[source] = []
         for s in records:
             keys.update(s.data.keys())
             extra = s.data.get("additional_metadata")
@@ -134,6 +144,9 @@ def build_report(data_root: Path | str) -> dict[str, Any]:
                 errors[source].append({"path": str(s.path), "status": str(status)})
             if status == STATUS_COMPLETE:
                 complete_extra.update(extra.keys())
+                volume = _volume_path(s.data, root)
+                if volume is not None and not volume.exists():
+                    missing_volumes[source].append({"path": str(s.path), "volume": str(volume)})
             missing, problems = _validate(s.data)
             missing_required.update(missing)
             if problems:
@@ -175,6 +188,7 @@ def build_report(data_root: Path | str) -> dict[str, Any]:
         "records_by_source": {s: len(by_source.get(s, [])) for s in sources},
         "status_by_source": statuses,
         "errors_by_source": errors,
+        "missing_volumes_by_source": missing_volumes,
         "validation_by_source": validation,
         "expected_vs_collected_by_source": expected_vs,
         "additional_metadata": {
@@ -216,6 +230,8 @@ def summary_text(report: dict[str, Any]) -> str:
             lines.append(f"  invalid: {item['path']}: {'; '.join(item['errors'][:3])}")
         for item in report["errors_by_source"][source]:
             lines.append(f"  {item['status']}: {item['path']}")
+        for item in report.get("missing_volumes_by_source", {}).get(source, []):
+            lines.append(f"  complete, but its volume is missing: {item['volume']}")
     if report["unreadable"]:
         lines.append("")
         lines.append(f"{len(report['unreadable'])} unreadable sidecars:")

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from emingest.atomic import current_umask
 from emingest.catalog import (
     CatalogFilters,
     CatalogRow,
@@ -237,6 +238,7 @@ class SQLiteCatalog:
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{self.db_path.name}.", suffix=".tmp", dir=self.db_path.parent
         )
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0o600 would hide it from others
         os.close(fd)
         tmp = Path(tmp_name)
         try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +35,7 @@ from emingest.errors import ConfigError, EmingestError
 from emingest.pipeline import jobs_for
 from emingest.sources import available_sources, get_source_class
 from emingest.sources.base import Source, VolumeRef, options_for
+from emingest.voxel_size import checked_voxel_size
 
 log = logging.getLogger("emingest")
 
@@ -117,9 +117,10 @@ def ingest(
 ) -> int:
     """Check the request, discover, then ingest (or list, or plan); returns the exit code:
     0 all complete, 1 a volume failed, 2 invalid arguments, 130 interrupted."""
-    if voxel_size_nm is not None and not all(math.isfinite(v) and v > 0 for v in voxel_size_nm):
-        sizes = " ".join(f"{v:g}" for v in voxel_size_nm)
-        raise fail(f"--voxel-size-nm {sizes}: every size must be a positive number of nm", 2)
+    try:
+        checked_voxel_size(voxel_size_nm, "--voxel-size-nm")
+    except ConfigError as err:
+        raise fail(err, 2) from err
     settings = settings_from_flags(config, sources={name: source_settings}, **flags)
     try:
         source = get_source_class(name)(settings)  # type: ignore[call-arg]

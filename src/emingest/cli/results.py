@@ -89,6 +89,7 @@ def report(results: list[VolumeResult], *, as_json: bool = False) -> int:
         line = f"{r.ref.source}/{r.ref.source_id}/{r.ref.name}: {r.status}"
         if shape:
             line += f", shape {shape}"
+        line += f" ({r.note})" if r.note else ""
         typer.echo(f"{line} (record {r.record_path})", err=not r.ok)
     if any(r.status == STATUS_INTERRUPTED for r in results):
         typer.echo(INTERRUPTED_MESSAGE, err=True)

@@ -8,8 +8,9 @@ from emingest.errors import EntryNotFoundError, UnsupportedFormatError
 from emingest.formats.base import FileVolume
 
 
-def open_volume(path: str | Path) -> FileVolume:
-    """Open a TIFF, MRC, Zarr array/OME-Zarr image, or a folder/glob of 2-D images."""
+def open_volume(path: str | Path, *, series: int | None = None) -> FileVolume:
+    """Open a TIFF, MRC, Zarr array/OME-Zarr image, or a folder/glob of 2-D images.
+    ``series`` picks one series of a TIFF that has several (see ``TiffVolume``)."""
     from emingest.formats.mrc import MRC_SUFFIXES, MrcVolume
     from emingest.formats.stack import ImageStackVolume, stack_members
     from emingest.formats.tiff import TiffVolume, is_tiff
@@ -29,7 +30,7 @@ def open_volume(path: str | Path) -> FileVolume:
     if p.suffix.lower() in MRC_SUFFIXES:
         return MrcVolume(p)
     if is_tiff(p):
-        return TiffVolume(p)
+        return TiffVolume(p, series)
     raise UnsupportedFormatError(
         f"{p}: not a TIFF, MRC or Zarr input (suffix {p.suffix or 'none'}); "
         "for 2-D images pass their folder or a glob"

@@ -12,6 +12,7 @@ import numpy as np
 from emingest.errors import ConversionError
 from emingest.readers import VolumeReader
 from emingest.regions import Region
+from emingest.voxel_size import plausible_voxel_size
 
 
 def check_region(region: Region, shape: tuple[int, int, int]) -> None:
@@ -36,6 +37,12 @@ class FileVolume(VolumeReader):
     voxel_size_origin: str
     format: str
     header: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A header size of 0, a negative one or NaN is no calibration, never a voxel size.
+        self.voxel_size_nm = plausible_voxel_size(self.voxel_size_nm)
+        if self.voxel_size_nm is None:
+            self.voxel_size_origin = ""
 
     def read(self, region: Region) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -32,11 +32,23 @@ def read_plane(path: Path) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            a = tifffile.imread(path)
+            from emingest.formats.tiff import data_series
+
+            with tifffile.TiffFile(path) as tif:
+                series = data_series(tif)
+                if len(series) != 1:
+                    # tifffile.imread would return the first series alone
+                    raise UnsupportedFormatError(
+                        f"{path}: {len(series)} image series in one slice file; a slice must "
+                        "be a single 2-D image"
+                    )
+                a = tif.series[series[0]].asarray()
         else:
             import imagecodecs
 
             a = imagecodecs.imread(str(path))
+    except UnsupportedFormatError:
+        raise
     except Exception as err:
         raise ConversionError(f"{path}: cannot decode image: {err}") from err
     a = np.squeeze(a)

@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import re
 import threading
-import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
 
-from emingest.errors import ConversionError, UnsupportedFormatError
+from emingest.errors import ConversionError, EntryNotFoundError, UnsupportedFormatError
 from emingest.formats.base import ContiguousArrayFile, FileVolume, check_region
-from emingest.formats.units import nm_per
+from emingest.formats.tiff_calibration import tiff_calibration
 from emingest.regions import Region
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
@@ -40,73 +38,78 @@ def _spatial_axes(series: tifffile.TiffPageSeries, path: Path) -> tuple[int, int
     return (z, shape.get("Y", 1), shape.get("X", 1))
 
 
-def _imagej_voxel(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float] | None, dict]:
-    meta = tif.imagej_metadata or {}
-    factor = nm_per(meta.get("unit"))
-    page = tif.pages.first
-    xres = page.tags.get("XResolution")
-    yres = page.tags.get("YResolution")
-    if factor is None or xres is None or yres is None:
-        return None, meta
-
-    def size(tag: Any) -> float:
-        num, den = tag.value
-        return den / num * factor
-
-    z = float(meta.get("spacing", 1.0)) * factor
-    return (z, size(yres), size(xres)), meta
+def data_series(tif: tifffile.TiffFile) -> list[int]:
+    """Indices of the series that hold images: a series made only of reduced-resolution pages
+    (a preview or thumbnail of the same image, NewSubfileType bit 0) is not data."""
+    out = []
+    for i, series in enumerate(tif.series):
+        keyframe = series.keyframe
+        if keyframe is not None and getattr(keyframe, "is_reduced", False):
+            continue
+        out.append(i)
+    return out
 
 
-def _ome_voxel(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float] | None, dict]:
-    xml = tif.ome_metadata or ""
+def tiff_series(path: Path) -> list[int]:
+    """The data series of the TIFF at ``path`` (see :func:`data_series`)."""
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError:
-        return None, {"ome_xml": xml}
-    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels")), None)
-    if pixels is None:
-        return None, {"ome_xml": xml}
-    sizes: list[float | None] = []
-    for axis in "ZYX":
-        value = pixels.get(f"PhysicalSize{axis}")
-        factor = nm_per(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
-        if value is None or factor is None:
-            sizes.append(None)
-        else:
-            sizes.append(float(value) * factor)
-    attrs = dict(pixels.attrib)
-    if sizes[1] is None or sizes[2] is None:
-        return None, {"ome_pixels": attrs}
-    return (sizes[0] or sizes[2], sizes[1], sizes[2]), {"ome_pixels": attrs}
+        with tifffile.TiffFile(path) as tif:
+            return data_series(tif)
+    except (tifffile.TiffFileError, ValueError, IndexError, struct_error()) as err:
+        raise UnsupportedFormatError(f"{path}: not a readable TIFF ({err})") from err
 
 
 class TiffVolume(FileVolume):
-    def __init__(self, path: Path) -> None:
+    """One series of a TIFF as a (z, y, x) volume.
+
+    ``series=None`` accepts only a file with one data series: a TIFF with several (pages of
+    different shapes or dtypes, or series written one after another) raises
+    :class:`ConversionError` rather than read the first alone; ask for each by index
+    (``emingest ingest local`` makes each series a volume of its own).
+    """
+
+    def __init__(self, path: Path, series: int | None = None) -> None:
         try:
             self._tif = tifffile.TiffFile(path)
-            series = self._tif.series[0]
+            indices = data_series(self._tif)
         except (tifffile.TiffFileError, ValueError, IndexError, struct_error()) as err:
             raise UnsupportedFormatError(f"{path}: not a readable TIFF ({err})") from err
-        shape = _spatial_axes(series, Path(path))
+        if series is None and len(indices) > 1:
+            shapes = ", ".join(
+                f"{self._tif.series[i].shape} {self._tif.series[i].dtype}" for i in indices
+            )
+            self._tif.close()
+            raise ConversionError(
+                f"{path}: {len(indices)} image series ({shapes}), e.g. pages of different "
+                "shapes; reading only the first would drop the others. Ingest it with "
+                "`emingest ingest local`, which makes each series a volume, or split the file"
+            )
+        if not indices:
+            self._tif.close()
+            raise UnsupportedFormatError(f"{path}: not a readable TIFF (no image in it)")
+        index = series if series is not None else indices[0]
+        if not 0 <= index < len(self._tif.series):
+            self._tif.close()
+            raise EntryNotFoundError(
+                f"{path}: no series {index} (the file has {len(self._tif.series)})"
+            )
+        page_series = self._tif.series[index]
+        shape = _spatial_axes(page_series, Path(path))
         try:
             _check_complete_ifd_chain(self._tif, Path(path))
         except tifffile.TiffFileError as err:
             raise ConversionError(f"{path}: truncated or corrupt TIFF: {err}") from err
-        dtype = np.dtype(series.dtype)
-        if self._tif.is_ome:
-            voxel, header = _ome_voxel(self._tif)
-            origin = "OME-XML PhysicalSize*"
-        elif self._tif.is_imagej:
-            voxel, header = _imagej_voxel(self._tif)
-            origin = "ImageJ spacing/unit and X/YResolution"
-        else:
-            voxel, header, origin = None, {}, ""
-        header = {
-            k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-            for k, v in header.items()
-        }
+        dtype = np.dtype(page_series.dtype)
+        voxel, origin, header = tiff_calibration(self._tif)
         header["byteorder"] = self._tif.byteorder
         header["bigtiff"] = self._tif.is_bigtiff
+        if len(self._tif.series) > 1:
+            header["series"] = {
+                "index": index,
+                "count": len(self._tif.series),
+                "axes": page_series.axes,
+                "shape": list(page_series.shape),
+            }
         super().__init__(
             path=Path(path),
             shape=shape,
@@ -116,13 +119,13 @@ class TiffVolume(FileVolume):
             format="tiff",
             header=header,
         )
-        self._series = series
+        self._series = page_series
         self._lock = threading.Lock()
         self._mm: ContiguousArrayFile | None = None
         file_size = os.path.getsize(path)
-        offset = series.dataoffset
-        if offset is not None and series.keyframe.compression == 1:  # 1: uncompressed
-            needed = offset + series.nbytes
+        offset = page_series.dataoffset
+        if offset is not None and page_series.keyframe.compression == 1:  # 1: uncompressed
+            needed = offset + page_series.nbytes
             if needed > file_size:
                 raise ConversionError(
                     f"{path}: truncated TIFF: pixel data needs {needed} bytes, file has {file_size}"
@@ -130,7 +133,7 @@ class TiffVolume(FileVolume):
             swapped = dtype.newbyteorder(">" if self._tif.byteorder == ">" else "<")
             self._mm = ContiguousArrayFile(Path(path), offset, shape, swapped)
         else:
-            self._pages = series.pages
+            self._pages = page_series.pages
             last = self._pages[len(self._pages) - 1]
             if last is None:
                 raise ConversionError(f"{path}: the series' last page is missing")

@@ -66,12 +66,19 @@ def plan_levels(
 
 
 def multiscales_attrs(
-    name: str, levels: Sequence[Level], *, method: str = "mean", label: bool = False
+    name: str,
+    levels: Sequence[Level],
+    *,
+    method: str = "mean",
+    label: bool = False,
+    unit: str | None = "nanometer",
 ) -> dict[str, Any]:
     """The ``ome`` attribute of an image group (NGFF 0.5 on Zarr v3).
 
     ``method`` names how levels were made: "mean" (ours), "nearest" (labels) or "copied" (the
     archive's own pyramid). ``label`` makes it a labels image of the image two folders up.
+    ``unit=None`` (voxel size unknown) leaves the axes without a unit, so the scales (1.0, as
+    NGFF requires one) count voxels, not made-up nanometres.
     """
     descriptions = {
         "mean": "2x2x2 mean, integers rounded half up; odd edges averaged over the voxels present",
@@ -83,7 +90,9 @@ def multiscales_attrs(
         "multiscales": [
             {
                 "name": name,
-                "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in AXES],
+                "axes": [
+                    {"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in AXES
+                ],
                 "datasets": [
                     {
                         "path": lv.path,

@@ -63,6 +63,7 @@ class OmeZarrWriter:
         io_concurrency: int = 8,
         method: str = "mean",
         label: bool = False,
+        unit: str | None = "nanometer",
     ) -> None:
         self.path = Path(path)
         self.name = name
@@ -73,6 +74,7 @@ class OmeZarrWriter:
         self.zstd_level = zstd_level
         self.method = method
         self.label = label
+        self.unit = unit
         self._context = ts.Context(
             {
                 "data_copy_concurrency": {"limit": max(1, os.cpu_count() or 1)},
@@ -116,7 +118,11 @@ class OmeZarrWriter:
                 "node_type": "group",
                 "attributes": {
                     "ome": multiscales_attrs(
-                        self.name, self.levels, method=self.method, label=self.label
+                        self.name,
+                        self.levels,
+                        method=self.method,
+                        label=self.label,
+                        unit=self.unit,
                     )
                 },
             }

@@ -61,6 +61,9 @@ class VolumeInfo:
     """Downloaded originals, for ``local_paths.raw`` when kept."""
     files: list[dict[str, Any]] = field(default_factory=list)
     """Files the volume was made from: ``{name, url, size_bytes, sha256}`` each."""
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    """What the source looked like (sizes, mtimes, ETags, members: ``emingest.fingerprints``),
+    so a changed input is ingested again instead of skipped; empty: cannot tell."""
     levels: list[Any] | None = None
     """The archive's own pyramid (``omezarr.metadata.Level`` each, level 0 first) when it has
     one: the pipeline then copies these levels with ``reader.read_level`` instead of

@@ -47,6 +47,7 @@ from emingest.errors import (
     RemoteFormatError,
     SourceError,
 )
+from emingest.fingerprints import fetch_current
 from emingest.formats.base import FileVolume, check_region
 from emingest.formats.dm3 import DM_SUFFIXES
 from emingest.formats.mrc import MRC_SUFFIXES
@@ -394,16 +395,22 @@ class EmpiarSource(Source):
 
     # -- describe ------------------------------------------------------------------------------
 
-    def _member(self, accession: str, rel: str) -> _Member:
+    def _member(self, accession: str, rel: str, size: int | None = None) -> _Member:
         url = self.net.url(self.options.files_url, accession, rel)
         name = f"{self._layout.format(accession)}/{rel}"
-        return _Member(rel, url, name, self.net.local_path(name))
+        return _Member(rel, url, name, self.net.local_path(name), size)
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
         accession = parse_accession(ref.source_id)
         plan = self._plan(accession)
         iset = plan.imagesets[int(ref.get("imageset"))]
-        members = [self._member(accession, rel) for rel in ref.get("members")]
+        sizes = {f.rel: f.size for f in iset.files}
+        members = [self._member(accession, rel, sizes.get(rel)) for rel in ref.get("members")]
+        # From the listing and the entry already fetched: member names and (FTP) sizes.
+        fingerprint = {
+            "update_date": plan.entry.get("update_date"),
+            "files": [{"name": m.rel, "size": m.size} for m in members],
+        }
         api_pixel = _api_pixel_nm(iset.record)
         meta: dict[str, Any] = {
             "accession": f"EMPIAR-{accession}",
@@ -472,6 +479,7 @@ class EmpiarSource(Source):
             additional_metadata=meta,
             raw_paths=[m.path for m in members],
             files=[{"name": m.rel, "url": m.url, "size_bytes": 0, "sha256": None} for m in members],
+            fingerprint=fingerprint,
         )
         info.files[0].update(_digest(members[0], first))
         with self._lock:
@@ -486,7 +494,8 @@ class EmpiarSource(Source):
         if info is None:
             info = self.describe(ref)
         accession = parse_accession(ref.source_id)
-        members = [self._member(accession, rel) for rel in ref.get("members")]
+        sizes = {f["name"]: f["size"] for f in info.fingerprint.get("files", [])}
+        members = [self._member(accession, rel, sizes.get(rel)) for rel in ref.get("members")]
         cleanup = not self.settings.storage.keep_raw
         if ref.get("kind") == "stack":
             workers = self.options.transport.per_host_connections
@@ -505,6 +514,7 @@ class _Member:
     url: str
     name: str  # below the cache root
     path: Path
+    size: int | None = None  # from the listing, when it gave one (FTP)
 
 
 def _digest(member: _Member, got: DownloadedFile) -> dict[str, Any]:
@@ -793,4 +803,6 @@ class EmpiarNet:
         finished download is served from the cache. ``cancel`` stops files not yet started."""
         if cancel is not None and cancel.is_set():
             raise SourceError(f"{member.url}: download cancelled")
-        return self.downloader.fetch(member.url, member.name)
+        # A cached copy of another size than the listing's is a stale one: downloaded again.
+        known = {"name": member.rel, "size": member.size} if member.size is not None else {}
+        return fetch_current(self.downloader, member.url, member.name, known)

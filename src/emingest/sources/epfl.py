@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from emingest.config import DatasetSettings, Settings
 from emingest.errors import ConfigError, EntryNotFoundError
+from emingest.fingerprints import fetch_current, remote_file_fingerprint
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import Source, SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import DownloadedFile, Downloader, TransportSettings, default_cache_dir
@@ -137,8 +138,11 @@ class EpflSource(Source):
         return self.downloader.fetch(ref.locator, f"{ref.name}.tif")
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
-        """Downloads the file (cached): the archive has no metadata but the file itself."""
-        f = self._fetch(ref)
+        """Downloads the file (cached): the archive has no metadata but the file itself.
+        One HEAD first: its size and validators are the fingerprint, and a cached copy of
+        an older version is downloaded again (``emingest.fingerprints``)."""
+        remote = remote_file_fingerprint(self.downloader, ref.locator)
+        f = fetch_current(self.downloader, ref.locator, f"{ref.name}.tif", remote)
         vol = TiffVolume(f.path)
         try:
             metadata: dict[str, Any] = {
@@ -164,6 +168,7 @@ class EpflSource(Source):
                 additional_metadata=metadata,
                 raw_paths=[f.path],
                 files=[f.as_file_digest()],
+                fingerprint={"files": [remote]},
             )
         finally:
             vol.close()

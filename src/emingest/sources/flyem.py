@@ -36,6 +36,7 @@ from emingest.errors import (
     SourceError,
     TransientSourceError,
 )
+from emingest.fingerprints import metadata_fingerprint
 from emingest.readers import VolumeReader
 from emingest.regions import Box, Region, format_box, format_region, parse_box
 from emingest.sources.base import (
@@ -340,6 +341,11 @@ class FlyEMSource(Source):
                 "precomputed_url": self.precomputed_url if via == "precomputed" else None,
                 "dvid_info" if via == "dvid" else "precomputed_info": geo["info"],
             },
+            fingerprint=metadata_fingerprint(
+                self.node_url if via == "dvid" else self.precomputed_url,
+                geo["info"],
+                uuid=self.options.uuid if via == "dvid" else None,
+            ),
         )
 
     def open(self, ref: VolumeRef) -> DvidReader | PrecomputedReader:

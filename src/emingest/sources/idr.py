@@ -3,8 +3,9 @@
 Metadata come from OMERO.web's JSON API (``/api/v0/m/images/{id}/``) and the webgateway's
 ``imgData``; both are kept whole under ``additional_metadata``. Sizes there are in µm and the
 dimension order XYZCT: converted here, once, to nm and (z, y, x). Raw pixels come from the
-original file: ``/webgateway/original_file_paths/{id}/`` gives its repository path
-(``/uod/idr/filesets/<rel>``), which maps onto EBI's public tree (``files_url`` + ``<rel>``,
+original file: ``/webgateway/original_file_paths/{id}/`` gives its managed-repository path and
+its import-time (client) path; IDR imported in place, so the client path lies below
+``/uod/idr/filesets/<rel>``, which maps onto EBI's public tree (``files_url`` + ``<rel>``,
 over FTP or HTTPS); the file (a big-endian ImageJ TIFF for idr0086) is downloaded into the
 cache and read memory-mapped. The rendered JPEG endpoints are never used as data.
 """
@@ -27,6 +28,7 @@ from emingest.errors import (
     RemoteFormatError,
     UnsupportedFormatError,
 )
+from emingest.fingerprints import fetch_current, remote_file_fingerprint
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import (
     Source,
@@ -250,6 +252,9 @@ class IdrSource(Source):
         voxel = self._voxel_nm(pixels, img_data)
         rel = self._file_rel_path(image_id, data, paths)
         url = self._file_url(rel)
+        # One HEAD (or FTP SIZE): the original's size and validators, so a re-run sees a
+        # changed file (emingest.fingerprints).
+        fingerprint = {"files": [remote_file_fingerprint(self.downloader, url)]}
         info = VolumeInfo(
             ref=ref,
             shape=shape,
@@ -267,6 +272,7 @@ class IdrSource(Source):
                 "web_page": f"{base}/webclient/img_detail/{image_id}/",
             },
             raw_paths=[self.downloader.path_for(url, rel)],
+            fingerprint=fingerprint,
         )
         with self._lock:
             self._described[ref] = info
@@ -306,25 +312,35 @@ class IdrSource(Source):
         return (z, y, x)
 
     def _file_rel_path(self, image_id: int, data: dict[str, Any], paths: Any) -> str:
-        """The original file below the repository prefix (the one named like the image)."""
+        """The original file below the repository prefix.
+
+        ``original_file_paths`` gives ``repo`` (the managed repository's path, OMERO's
+        ``<user>_<id>/<yyyy-mm>/<dd>/<hh-mm-ss.sss>/<name>``) and ``client`` (the path at
+        import, usually without its leading slash). IDR imported in place, so it is usually a
+        *client* path that lies below ``/uod/idr/filesets/``: every candidate of both lists
+        is considered, and among those that map, the one named like the image wins."""
         candidates: list[str] = []
         if isinstance(paths, dict):
-            candidates = [str(p) for p in paths.get("repo") or []]
-            if not candidates:
-                candidates = ["/" + str(p).lstrip("/") for p in paths.get("client") or []]
+            for key in ("repo", "client"):
+                listed = paths.get(key) or []
+                if isinstance(listed, list):
+                    candidates += ["/" + str(p).lstrip("/") for p in listed if p]
         if not candidates:
             raise RemoteFormatError(f"IDR image {image_id}: original_file_paths lists no file")
-        name = str(data.get("Name") or "")
-        chosen = next((p for p in candidates if p.rsplit("/", 1)[-1] == name), None)
-        if chosen is None:
-            tiffs = [p for p in candidates if p.lower().endswith(TIFF_SUFFIXES)]
-            chosen = tiffs[0] if tiffs else candidates[0]
         prefix = "/" + self.options.repository_prefix.strip("/") + "/"
-        if not chosen.startswith(prefix):
+        mapped = [p for p in dict.fromkeys(candidates) if p.startswith(prefix)]
+        if not mapped:
+            shown = ", ".join(repr(p) for p in candidates[:4])
             raise RemoteFormatError(
-                f"IDR image {image_id}: original file {chosen!r} is not below {prefix!r}; set "
-                "sources.idr.repository_prefix to map it onto sources.idr.files_url"
+                f"IDR image {image_id}: no original file path is below {prefix!r} (repo and "
+                f"client paths: {shown}); set sources.idr.repository_prefix to the folder that "
+                "maps onto sources.idr.files_url"
             )
+        name = str(data.get("Name") or "")
+        chosen = next((p for p in mapped if p.rsplit("/", 1)[-1] == name), None)
+        if chosen is None:
+            tiffs = [p for p in mapped if p.lower().endswith(TIFF_SUFFIXES)]
+            chosen = tiffs[0] if tiffs else mapped[0]
         rel = chosen[len(prefix) :]
         safe_relative_path(rel, where=f"IDR image {image_id} original_file_paths")
         if not rel.lower().endswith(TIFF_SUFFIXES):
@@ -348,7 +364,8 @@ class IdrSource(Source):
         rel = info.additional_metadata["original_file_url"][
             len(self.options.files_url.rstrip("/")) + 1 :
         ]
-        f = self.downloader.fetch(info.download_url, urllib.parse.unquote(rel))
+        (remote,) = info.fingerprint["files"]
+        f = fetch_current(self.downloader, info.download_url, urllib.parse.unquote(rel), remote)
         # The pipeline reads files/raw_paths from the VolumeInfo describe returned, after open.
         info.files = [f.as_file_digest()]
         info.raw_paths = [f.path]

@@ -8,10 +8,33 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from emingest.config import Settings
-from emingest.errors import ConfigError
+from emingest.errors import ConfigError, UnsupportedFormatError
+from emingest.fingerprints import local_files_fingerprint, zarr_fingerprint
 from emingest.formats import open_volume
 from emingest.formats.base import FileVolume
+from emingest.formats.stack import ImageStackVolume
+from emingest.formats.tiff import is_tiff, tiff_series
+from emingest.formats.zarr_array import ZarrVolume
 from emingest.sources.base import Source, SourceSettings, VolumeInfo, VolumeRef, source_settings
+
+
+def _tiff_series(path: Path) -> list[int]:
+    """The data series of a TIFF file (one for most), or [] for anything else."""
+    if not path.is_file() or not is_tiff(path):
+        return []
+    try:
+        return tiff_series(path)
+    except UnsupportedFormatError:
+        return []  # describe reports it, with the volume's own record
+
+
+def _fingerprint(vol: FileVolume) -> dict[str, Any]:
+    """Sizes and modification times of what the volume is read from."""
+    if isinstance(vol, ImageStackVolume):
+        return local_files_fingerprint(vol.members)
+    if isinstance(vol, ZarrVolume):
+        return zarr_fingerprint(vol.path)
+    return local_files_fingerprint([vol.path])
 
 
 class LocalSettings(SourceSettings):
@@ -52,15 +75,20 @@ class LocalSource(Source):
                 stem = p.stem if p.suffix and not any(c in stem for c in "*?[") else stem
             stem = stem.replace("*", "").replace("?", "") or "stack"
             digest = hashlib.sha1(absolute.encode()).hexdigest()[:8]
-            refs.append(
-                VolumeRef(
-                    source=self.name, source_id=f"{stem}-{digest}", name=stem, locator=absolute
-                )
-            )
+            source_id = f"{stem}-{digest}"
+            series = _tiff_series(Path(absolute))
+            if len(series) <= 1:
+                refs.append(VolumeRef(self.name, source_id, stem, absolute))
+                continue
+            # Several series (pages of different shapes, or series written one after another):
+            # each becomes its own volume, so no pixel is left behind.
+            for n, index in enumerate(series):
+                name = stem if n == 0 else f"{stem}_series{index}"
+                refs.append(VolumeRef(self.name, source_id, name, absolute, (("series", index),)))
         return refs
 
     def _open(self, ref: VolumeRef) -> FileVolume:
-        return open_volume(ref.locator)
+        return open_volume(ref.locator, series=ref.get("series"))
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
         vol = self._open(ref)
@@ -75,6 +103,7 @@ class LocalSource(Source):
                 if Path(ref.locator).is_absolute()
                 else ref.locator,
                 voxel_size_origin=vol.voxel_size_origin,
+                fingerprint=_fingerprint(vol),
                 additional_metadata={
                     "format": vol.format,
                     "path": ref.locator,

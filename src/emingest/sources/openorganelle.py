@@ -30,6 +30,7 @@ from emingest.errors import (
     SourceError,
     TransientSourceError,
 )
+from emingest.fingerprints import metadata_fingerprint
 from emingest.omezarr.metadata import Level
 from emingest.readers import VolumeReader
 from emingest.regions import Box, Region, format_box, format_region, parse_box
@@ -528,6 +529,9 @@ class OpenOrganelleSource(Source):
                 "zarrays": docs["zarrays"],
             },
             levels=levels,
+            fingerprint=metadata_fingerprint(
+                group_url, {"zattrs": docs["attrs"], "zarrays": docs["zarrays"]}
+            ),
         )
         with self._lock:
             self._described[ref] = (info, kept, boxes)

@@ -117,6 +117,8 @@ class IDRReplica(HTTPReplica):
         self._volume = SyntheticEM(self.image_shape, "uint8", self.seed)  # type: ignore[arg-type]
         self.images: dict[int, _Image] = {}
         self.datasets: dict[int, _Dataset] = {}
+        self.file_paths_form = "managed"
+        """How ``original_file_paths`` names files: see :meth:`original_file_paths`."""
         self._write_originals()
         self._add_bulk(int(bulk_images))
         self.ftp = FTPReplica(self.root, self.faults)
@@ -486,12 +488,26 @@ class IDRReplica(HTTPReplica):
         if image is None:
             ctx.handler.send_error_text(404, f"Image {ctx.match.group('id')} not found")
             return
+        self._json(ctx, self.original_file_paths(image.id))
+
+    def original_file_paths(self, image_id: int) -> dict[str, list[str]]:
+        """What ``/webgateway/original_file_paths/{id}/`` answers, in ``file_paths_form``.
+
+        ``"managed"`` (IDR's real form): ``repo`` is the managed-repository path (OMERO's
+        template ``<user>_<id>/<yyyy-mm>/<dd>/<hh-mm-ss.sss>/<name>``, relative to the
+        repository), ``client`` the import-time path without its leading slash; IDR imported
+        in place from ``/uod/idr/filesets/``, so the client path is the one that maps.
+        ``"repository"``: both under ``/uod/idr/filesets/`` (an in-place repository).
+        ``"unmapped"``: neither lies under ``/uod/idr/filesets/``.
+        """
+        image = self._get_image(image_id)
         rel = image.file or f"synthetic/{image.name}"
-        # repo: the managed repository path; client: the path at import, without its leading
-        # slash, as OMERO keeps it. IDR imported in place from /uod/idr/filesets/.
-        self._json(
-            ctx, {"repo": [f"/uod/idr/filesets/{rel}"], "client": [f"uod/idr/filesets/{rel}"]}
-        )
+        managed = f"demo_52/2020-06/10/14-03-22.{image.id % 1000:03d}/{image.name}"
+        if self.file_paths_form == "repository":
+            return {"repo": [f"/uod/idr/filesets/{rel}"], "client": [f"uod/idr/filesets/{rel}"]}
+        if self.file_paths_form == "unmapped":
+            return {"repo": [managed], "client": [f"nfs/bioimage/drop/{rel}"]}
+        return {"repo": [managed], "client": [f"uod/idr/filesets/{rel}"]}
 
     def _plane(self, image: _Image, z: int) -> np.ndarray | None:
         if image.file is None:
