@@ -186,9 +186,10 @@ def test_ctrl_c_stops_soon_leaves_a_resumable_volume_and_exits_130(tmp_path: Pat
     }
     with FlyEMReplica(tmp_path / "replica") as replica:
         args = [sys.executable, "-m", "emingest.cli", "ingest", "flyem",
-                "--box", "0:128,0:128,0:256", "--dvid-url", replica.dvid_url,
+                "--box", "0:192,0:256,0:256", "--dvid-url", replica.dvid_url,
                 "--data-root", str(tmp_path / "data"), "--chunk", "32", "32", "32"]  # fmt: skip
-        replica.faults.latency_s = 0.5
+        # 48 tiles of 1 s requests on 2 workers: far longer than any delay in sending SIGINT
+        replica.faults.latency_s = 1.0
         proc = subprocess.Popen(
             args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -214,7 +215,7 @@ def test_ctrl_c_stops_soon_leaves_a_resumable_volume_and_exits_130(tmp_path: Pat
         )
         assert again.returncode == 0, again.stderr
         record = read_record(record_path)
-        assert record.status == "complete" and record.volume_shape == [128, 128, 256]
+        assert record.status == "complete" and record.volume_shape == [192, 256, 256]
 
 
 # -- the generic ingest command -----------------------------------------------------------
