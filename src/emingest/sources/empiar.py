@@ -27,7 +27,6 @@ import fnmatch
 import logging
 import re
 import threading
-import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,6 +53,7 @@ from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef,
 from emingest.transports import DownloadedFile, Downloader, TransportSettings, local_path, safe_name
 from emingest.transports.download import done_marker
 from emingest.transports.listing import is_ftp, list_dir, remote_size
+from emingest.transports.urls import join_below
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,8 @@ class EmpiarSource:
 
     def _imageset(self, accession: str, index: int, record: dict[str, Any]) -> _Imageset:
         directory = str(record.get("directory") or "").strip("/")
+        for root in self._roots():  # refused here, before any listing request
+            self.net.url(root, accession, directory)
         depth = self.options.listing_depth
         listing: dict[str, Any] = {"directory": directory}
         listed: list[RemoteFile] | None = None
@@ -696,8 +698,10 @@ class EmpiarNet:
 
     @staticmethod
     def url(root: str, accession: str, rel: str = "") -> str:
-        tail = "/".join(urllib.parse.quote(p) for p in rel.strip("/").split("/") if p)
-        return f"{root.rstrip('/')}/{accession}" + (f"/{tail}" if tail else "")
+        """``root/accession/rel``; a ``rel`` from the API or a listing that would leave the
+        entry's folder (``..``, encoded dots or slashes, another host) is refused before any
+        request (:func:`emingest.transports.urls.join_below`)."""
+        return join_below(f"{root.rstrip('/')}/{accession}", rel.lstrip("/")).rstrip("/")
 
     @staticmethod
     def listing_method(root: str) -> str:

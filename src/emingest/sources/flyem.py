@@ -40,6 +40,7 @@ from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef,
 from emingest.transports.http import HttpTransport
 from emingest.transports.retry import retry_call
 from emingest.transports.settings import TransportSettings
+from emingest.transports.urls import join_below
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,10 @@ class FlyEMSource:
         doc = self._fetch_info(via)
         if via == "dvid":
             return _dvid_geometry(doc, f"{self.node_url}/info")
-        return _precomputed_geometry(doc, scale, f"{self.precomputed_url}/info")
+        geometry = _precomputed_geometry(doc, scale, f"{self.precomputed_url}/info")
+        # tensorstore fetches <precomputed_url>/<key>/...: a key must stay below the volume
+        join_below(self.precomputed_url, str(doc["scales"][scale].get("key", "")))
+        return geometry
 
     # -- discover / describe / open --------------------------------------------------------------
 

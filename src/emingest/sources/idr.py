@@ -25,6 +25,7 @@ from emingest.errors import EntryNotFoundError, RemoteFormatError, UnsupportedFo
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import Downloader, TransportSettings, default_cache_dir, safe_relative_path
+from emingest.transports.urls import join_below
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,8 @@ class IdrSource:
         return rel
 
     def _file_url(self, rel: str) -> str:
-        return f"{self.options.files_url.rstrip('/')}/{urllib.parse.quote(rel)}"
+        # rel comes from the archive's original_file_paths: it must stay below files_url
+        return join_below(self.options.files_url, rel)
 
     # -- open ----------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from emingest.omezarr.metadata import Level
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports.retry import RetryPolicy, retry_call
 from emingest.transports.s3 import AnonymousS3
+from emingest.transports.urls import relative_below
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,8 @@ class OpenOrganelleSource:
                 f"see 'emingest ingest openorganelle {dataset} --list'"
             )
         scales = parse_multiscales(attrs, group_url)
+        for lpath, _, _ in scales:  # level paths become S3 keys: they stay below the group
+            relative_below(group_url, lpath)
         if selected is not None and selected[-1] >= len(scales):
             raise ConfigError(
                 f"--levels {','.join(map(str, selected))}: {group_url} has levels 0-"

@@ -9,13 +9,13 @@ S3 driver; this is for the small documents around them (JSON metadata, listings)
 from __future__ import annotations
 
 import threading
-import urllib.parse
 import xml.etree.ElementTree as ET
 
 import requests
 
 from emingest.errors import EntryNotFoundError, RemoteFormatError, SourceError, TransientSourceError
 from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call
+from emingest.transports.urls import join_below
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -57,7 +57,9 @@ class AnonymousS3:
         return session
 
     def url(self, key: str) -> str:
-        return f"{self.base}/{urllib.parse.quote(key)}"
+        """The object's URL; a key that would leave the bucket (``..``, encoded dots or
+        slashes) raises :class:`RemoteFormatError` before any request."""
+        return join_below(self.base, key)
 
     def s3_url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
