@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 import requests
 
 from emingest.errors import EntryNotFoundError, RemoteFormatError, SourceError, TransientSourceError
+from emingest.transports.http import translate_error
 from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call
 from emingest.transports.urls import join_below
 
@@ -68,10 +69,10 @@ class AnonymousS3:
         try:
             answer = self._session.get(url, params=params, timeout=self._timeout)
             body = answer.content
-        except (requests.Timeout, requests.ConnectionError) as err:
-            raise TransientSourceError(f"GET {url}: {type(err).__name__}: {err}") from err
-        except requests.RequestException as err:
-            raise SourceError(f"GET {url}: {err}") from err
+        except Exception as err:
+            # the same rules as every HTTP request: resets, short bodies (requests'
+            # ChunkedEncodingError), timeouts are transient and retried
+            raise translate_error(err, f"GET {url}", "reading the answer") from err
         if answer.status_code == 404:
             return None
         if answer.status_code == 429 or answer.status_code >= 500:
