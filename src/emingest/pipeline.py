@@ -26,6 +26,12 @@ import numpy as np
 
 from emingest.catalog import index_record
 from emingest.config import Settings
+from emingest.diskspace import (
+    failure_message,
+    storage_cause,
+    warn_if_short_of_space,
+    write_record_in_place,
+)
 from emingest.errors import ConversionError, EmingestError
 from emingest.journal import TileJournal
 from emingest.memory import limit_malloc_arenas
@@ -194,6 +200,7 @@ class Pipeline:
             )
             record.additional_metadata.update(_labels_note(job.labels_of))
             self._save(paths, record)  # phase 1: before any voxel is written
+            warn_if_short_of_space(paths.folder, info.nbytes, label)
             reader = job.source.open(ref)
             try:
                 _check_reader(reader, info, label)
@@ -225,7 +232,7 @@ class Pipeline:
             self.progress.finish(label, STATUS_COMPLETE)
             return VolumeResult(ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0)
         except Exception as err:
-            status = error_status(f"{type(err).__name__}: {err}")
+            status = error_status(failure_message(err))  # a full disk: "no space left ..."
             if not isinstance(err, EmingestError | OSError):
                 log.exception("%s: unexpected failure (a bug? please report it)", label)
             else:
@@ -642,6 +649,9 @@ def _write_error_record(
     try:
         write_record(paths.record, record)
     except OSError as err:
-        log.error("%s: cannot write the error record either: %s", paths.record, err)
+        if storage_cause(err) is not None and write_record_in_place(paths.record, record):
+            log.warning("%s: disk full; the error record was written in place", paths.record)
+            return record
+        log.error("%s: this record could not be updated (%s): %s", paths.record, status, err)
         return None
     return record

@@ -8,12 +8,20 @@ partial one, or downloads it over HTTP(S) or FTP; the result carries ``size_byte
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.parse
 from pathlib import Path
 
+from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import SourceError
-from emingest.transports.download import DownloadedFile, HostLimiter, cached_file, done_marker
+from emingest.transports.download import (
+    DownloadedFile,
+    HostLimiter,
+    PartialFile,
+    cached_file,
+    done_marker,
+)
 from emingest.transports.ftp import FtpTransport
 from emingest.transports.http import HttpTransport
 from emingest.transports.names import local_path, name_from_url
@@ -65,21 +73,40 @@ class Downloader:
             hit = cached_file(final, url)
             if hit is not None and (expected_size is None or hit.size_bytes == expected_size):
                 return hit
-            done_marker(final).unlink(missing_ok=True)
-            scheme = urllib.parse.urlsplit(url).scheme.lower()
-            if scheme in ("http", "https"):
-                return self.http.download(
-                    url, final, expected_size=expected_size, expected_sha256=expected_sha256
-                )
-            if scheme == "ftp":
-                return self.ftp.download(
-                    url, final, expected_size=expected_size, expected_sha256=expected_sha256
-                )
+            try:
+                done_marker(final).unlink(missing_ok=True)
+                scheme = urllib.parse.urlsplit(url).scheme.lower()
+                if scheme in ("http", "https"):
+                    return self.http.download(
+                        url, final, expected_size=expected_size, expected_sha256=expected_sha256
+                    )
+                if scheme == "ftp":
+                    return self.ftp.download(
+                        url, final, expected_size=expected_size, expected_sha256=expected_sha256
+                    )
+            except OSError as err:
+                if storage_cause(err) is None:
+                    raise
+                needed = _still_needed(final, expected_size)
+                raise storage_error(err, path=final, needed_bytes=needed) from err
             raise SourceError(f"{url}: unsupported URL scheme {scheme!r} (http, https, ftp)")
 
     def _lock_for(self, path: Path) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(path, threading.Lock())
+
+
+def _still_needed(final: Path, expected_size: int | None) -> int | None:
+    """Bytes a download still needs: its size (announced, or saved with the partial file)
+    less what the partial file holds; None when the size is unknown."""
+    partial = PartialFile(final)
+    size = expected_size
+    if size is None:
+        try:
+            size = json.loads(partial.state_path.read_text(encoding="utf-8")).get("size")
+        except (OSError, ValueError, AttributeError):
+            size = None
+    return None if not isinstance(size, int) else max(0, size - partial.size())
 
 
 __all__ = ["Downloader"]

@@ -19,9 +19,11 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import (
     EntryNotFoundError,
     IntegrityError,
+    LocalStorageError,
     SourceError,
     TransientSourceError,
 )
@@ -51,6 +53,8 @@ def _split(url: str) -> tuple[str, int, str]:
 
 
 def _translate(err: BaseException, url: str, doing: str) -> Exception:
+    if storage_cause(err) is not None:  # our disk, not the server: never retried
+        return storage_error(err)
     if isinstance(err, ftplib.error_perm):
         text = str(err)
         if text.startswith("550"):
@@ -214,7 +218,12 @@ class FtpTransport:
                     finally:
                         conn.close()
                     ftp.voidresp()
-                except (EntryNotFoundError, IntegrityError, TransientSourceError):
+                except (
+                    EntryNotFoundError,
+                    IntegrityError,
+                    TransientSourceError,
+                    LocalStorageError,
+                ):
                     raise
                 except Exception as err:
                     raise _translate(err, url, "downloading") from err

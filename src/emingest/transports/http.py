@@ -28,6 +28,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import (
     EntryNotFoundError,
     IntegrityError,
@@ -72,7 +73,10 @@ def _host(url: str) -> str:
 
 def translate_error(err: BaseException, url: str, doing: str) -> Exception:
     """A requests/urllib3 exception as one of ours (transient where a retry may help): the
-    one translation of every HTTP client in emingest (plain HTTP and anonymous S3)."""
+    one translation of every HTTP client in emingest (plain HTTP and anonymous S3). A full
+    local disk is a :class:`LocalStorageError`, never retried."""
+    if storage_cause(err) is not None and not isinstance(err, requests.RequestException):
+        return storage_error(err)
     timeouts = requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
     if isinstance(err, timeouts):
         return TransientSourceError(f"{url}: timed out while {doing} ({err})")
