@@ -6,10 +6,12 @@ from pathlib import Path
 
 from emingest.errors import EntryNotFoundError, UnsupportedFormatError
 from emingest.formats.base import FileVolume
+from emingest.formats.limits import DecodeLimits
 
 
-def open_volume(path: str | Path) -> FileVolume:
-    """Open a TIFF, MRC, Zarr array/OME-Zarr image, or a folder/glob of 2-D images."""
+def open_volume(path: str | Path, limits: DecodeLimits | None = None) -> FileVolume:
+    """Open a TIFF, MRC, Zarr array/OME-Zarr image, or a folder/glob of 2-D images.
+    ``limits``: what a TIFF header may claim before it is refused (the ``[limits]`` settings)."""
     from emingest.formats.mrc import MRC_SUFFIXES, MrcVolume
     from emingest.formats.stack import ImageStackVolume, stack_members
     from emingest.formats.tiff import TiffVolume, is_tiff
@@ -29,7 +31,7 @@ def open_volume(path: str | Path) -> FileVolume:
     if p.suffix.lower() in MRC_SUFFIXES:
         return MrcVolume(p)
     if is_tiff(p):
-        return TiffVolume(p)
+        return TiffVolume(p, limits)
     raise UnsupportedFormatError(
         f"{p}: not a TIFF, MRC or Zarr input (suffix {p.suffix or 'none'}); "
         "for 2-D images pass their folder or a glob"

@@ -19,6 +19,7 @@ import tifffile
 
 from emingest.errors import ConversionError, UnsupportedFormatError
 from emingest.formats.base import ContiguousArrayFile, FileVolume, check_region
+from emingest.formats.limits import DecodeLimits, check_tiff_claims
 from emingest.formats.units import nm_per
 from emingest.sources.base import Region
 
@@ -81,7 +82,7 @@ def _ome_voxel(tif: tifffile.TiffFile) -> tuple[tuple[float, float, float] | Non
 
 
 class TiffVolume(FileVolume):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: DecodeLimits | None = None) -> None:
         try:
             self._tif = tifffile.TiffFile(path)
             series = self._tif.series[0]
@@ -93,6 +94,8 @@ class TiffVolume(FileVolume):
         except tifffile.TiffFileError as err:
             raise ConversionError(f"{path}: truncated or corrupt TIFF: {err}") from err
         dtype = np.dtype(series.dtype)
+        # what the header claims, checked before any pixel is decoded (formats/limits.py)
+        check_tiff_claims(Path(path), series.keyframe, shape, dtype, limits or DecodeLimits())
         if self._tif.is_ome:
             voxel, header = _ome_voxel(self._tif)
             origin = "OME-XML PhysicalSize*"

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from emingest.config import Settings
 from emingest.errors import EntryNotFoundError
+from emingest.formats.limits import DecodeLimits
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import DownloadedFile, Downloader, TransportSettings, default_cache_dir
@@ -115,7 +116,7 @@ class EpflSource:
     def describe(self, ref: VolumeRef) -> VolumeInfo:
         """Downloads the file (cached): the archive has no metadata but the file itself."""
         f = self._fetch(ref)
-        vol = TiffVolume(f.path)
+        vol = TiffVolume(f.path, DecodeLimits.from_settings(self.settings.limits))
         try:
             metadata: dict[str, Any] = {
                 "file": f.name,
@@ -145,4 +146,5 @@ class EpflSource:
             vol.close()
 
     def open(self, ref: VolumeRef) -> TiffVolume:
-        return TiffVolume(self._fetch(ref).path)
+        limits = DecodeLimits.from_settings(self.settings.limits)
+        return TiffVolume(self._fetch(ref).path, limits)

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from emingest.config import Settings
 from emingest.errors import EntryNotFoundError, RemoteFormatError, UnsupportedFormatError
+from emingest.formats.limits import DecodeLimits
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import Downloader, TransportSettings, default_cache_dir, safe_relative_path
@@ -314,4 +315,4 @@ class IdrSource:
         # The pipeline reads files/raw_paths from the VolumeInfo describe returned, after open.
         info.files = [f.as_file_digest()]
         info.raw_paths = [f.path]
-        return TiffVolume(f.path)
+        return TiffVolume(f.path, DecodeLimits.from_settings(self.settings.limits))

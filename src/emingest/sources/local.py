@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from emingest.config import Settings
 from emingest.formats import open_volume
 from emingest.formats.base import FileVolume
+from emingest.formats.limits import DecodeLimits
 from emingest.sources.base import SourceSettings, VolumeInfo, VolumeRef, source_settings
 
 
@@ -50,7 +51,7 @@ class LocalSource:
         return refs
 
     def _open(self, ref: VolumeRef) -> FileVolume:
-        return open_volume(ref.locator)
+        return open_volume(ref.locator, DecodeLimits.from_settings(self.settings.limits))
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
         vol = self._open(ref)
