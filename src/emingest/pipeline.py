@@ -34,6 +34,7 @@ from emingest.diskspace import (
 )
 from emingest.errors import ConversionError, EmingestError
 from emingest.journal import TileJournal
+from emingest.locks import held, volume_lock_path
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import Level, plan_levels
 from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
@@ -166,6 +167,13 @@ class Pipeline:
     # -- one volume -------------------------------------------------------------------------
 
     def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
+        """One volume, under its lock: a second run of it waits, then finds it complete."""
+        paths = VolumePaths.for_ref(self.settings.storage.data_root, job.ref, job.labels_of)
+        lock = volume_lock_path(self.settings.storage.data_root, paths.record)
+        with held(lock, what=f"{job.ref.source}/{job.ref.source_id}/{job.ref.name}"):
+            return self._ingest(job, force=force)
+
+    def _ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         ref = job.ref
         paths = VolumePaths.for_ref(self.settings.storage.data_root, ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"

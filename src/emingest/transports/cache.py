@@ -15,6 +15,7 @@ from pathlib import Path
 
 from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import SourceError
+from emingest.locks import download_lock_path, held
 from emingest.transports.download import (
     DownloadedFile,
     HostLimiter,
@@ -69,7 +70,8 @@ class Downloader:
     ) -> DownloadedFile:
         """The file of ``url`` in the cache, downloaded (or resumed) if needed."""
         final = self.path_for(url, name)
-        with self._lock_for(final):
+        # threads of this process, then other processes (a second run of the same data)
+        with self._lock_for(final), held(download_lock_path(final), what=f"download {url}"):
             hit = cached_file(final, url)
             if hit is not None and (expected_size is None or hit.size_bytes == expected_size):
                 return hit
