@@ -101,7 +101,10 @@ def storage_error(
     free = free_bytes(where) if path is not None else None
     if free is not None and code != errno.EROFS:
         parts.append(f"{_human(free)} free there")
-    detail = getattr(err, "strerror", None) or str(err)
+    # an OSError (or ours, re-raised with more to say) is its errno's text; tensorstore's and
+    # sqlite's messages are kept whole, as they name the file
+    plain = isinstance(err, LocalStorageError) or getattr(err, "errno", None) in FULL_ERRNOS
+    detail = os.strerror(code) if plain else str(err)
     message = (
         "; ".join(parts)
         + f" ({detail}). Free space (or point storage.data_root / transport.cache_dir "

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,36 +16,9 @@ import tifffile
 from emingest.errors import ConversionError
 from emingest.formats.limits import DecodeLimits
 from emingest.formats.tiff import TiffVolume
+from emingest.testing.hostile import deflate_bomb
 
 MiB = 1 << 20
-
-
-def deflate_bomb(path: Path, width: int = 1_000_000, length: int = 1_000_000) -> Path:
-    """A classic little-endian TIFF, one deflate strip of zeros, claiming width x length uint8
-    pixels. About 200 bytes on disk."""
-    data = zlib.compress(b"\0" * 65536, 9)
-    tags = [
-        (256, 4, width),  # ImageWidth, LONG
-        (257, 4, length),  # ImageLength
-        (258, 3, 8),  # BitsPerSample, SHORT
-        (259, 3, 8),  # Compression: deflate
-        (262, 3, 1),  # Photometric: min-is-black
-        (273, 4, 0),  # StripOffsets (patched below)
-        (277, 3, 1),  # SamplesPerPixel
-        (278, 4, length),  # RowsPerStrip: one strip
-        (279, 4, len(data)),  # StripByteCounts
-    ]
-    data_at = 8 + 2 + 12 * len(tags) + 4
-    out = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
-    for tag, kind, value in tags:
-        value = data_at if tag == 273 else value
-        if kind == 3:
-            out += struct.pack("<HHIHH", tag, kind, 1, value, 0)
-        else:
-            out += struct.pack("<HHII", tag, kind, 1, value)
-    out += struct.pack("<I", 0) + data
-    path.write_bytes(bytes(out))
-    return path
 
 
 def test_the_bomb_is_small_and_claims_1e12_pixels(tmp_path: Path) -> None:
@@ -98,7 +69,7 @@ def test_absurd_volume_is_refused_by_its_setting(tmp_path: Path) -> None:
         TiffVolume(path, DecodeLimits(max_volume_bytes=1000))
 
 
-_CHILD = """
+BOMB_CHILD = """
 import json, resource, sys
 from emingest.config import load_settings
 from emingest.pipeline import Pipeline, VolumeJob
@@ -116,7 +87,7 @@ print(json.dumps({"status": result.status, "peak": peak}))
 def test_ingesting_the_bomb_fails_fast_with_low_memory(tmp_path: Path) -> None:
     bomb = deflate_bomb(tmp_path / "bomb.tif")
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(bomb), str(tmp_path / "data")],
+        [sys.executable, "-c", BOMB_CHILD, str(bomb), str(tmp_path / "data")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

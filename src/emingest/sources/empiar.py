@@ -42,6 +42,7 @@ from emingest.config import Settings
 from emingest.errors import (
     ConversionError,
     EntryNotFoundError,
+    LocalStorageError,
     RemoteFormatError,
     SourceError,
 )
@@ -528,7 +529,7 @@ class StackReader:
         for i, z in enumerate(range(zs.start, zs.stop)):
             try:
                 plane = self._futures[z].result()
-            except ConversionError:
+            except (ConversionError, LocalStorageError):  # these name their file already
                 raise
             except Exception as err:
                 raise type(err)(f"slice {z} ({self._members[z].rel}): {err}") from err
