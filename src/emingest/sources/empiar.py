@@ -51,8 +51,15 @@ from emingest.formats.dm3 import DM_SUFFIXES
 from emingest.formats.mrc import MRC_SUFFIXES
 from emingest.formats.slices import SliceFile, open_slice, open_volume_file
 from emingest.sources.base import Region, SourceSettings, VolumeInfo, VolumeRef, source_settings
-from emingest.transports import DownloadedFile, Downloader, TransportSettings, local_path, safe_name
-from emingest.transports.download import done_marker
+from emingest.transports import (
+    DownloadedFile,
+    Downloader,
+    TransportSettings,
+    default_cache_dir,
+    local_path,
+    safe_name,
+)
+from emingest.transports.cache import done_marker
 from emingest.transports.listing import is_ftp, list_dir, remote_size
 from emingest.transports.urls import join_below
 
@@ -74,8 +81,8 @@ class EmpiarSettings(SourceSettings):
     fallback_files_url: str | None = "ftp://ftp.ebi.ac.uk/empiar/world_availability"
     """The same tree over the other protocol, for listings when ``files_url`` fails."""
     cache_dir: Path | None = None
-    """Downloads go to ``cache_dir/EMPIAR-n/<path>``; None: ``transport.cache_dir/EMPIAR-n``
-    if set, else ``<data_root>/empiar/EMPIAR-n/raw``."""
+    """Downloads go to ``cache_dir/EMPIAR-n/<path>``; None: ``transport.cache_dir`` if set,
+    else ``<data_root>/.cache/empiar``, like every source's cache."""
     z_spacing_nm: float | None = None
     """Slice spacing of 2-D slice stacks whose files carry none (SBF-SEM tags win)."""
     stack_slices: bool = True
@@ -134,12 +141,10 @@ class EmpiarSource:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.options: EmpiarSettings = source_settings(settings, self.name, EmpiarSettings)  # type: ignore[assignment]
-        cache_dir = self.options.cache_dir or self.options.transport.cache_dir
-        if cache_dir is not None:
-            self._cache_root, self._layout = Path(cache_dir), "EMPIAR-{}"
-        else:
-            self._cache_root = Path(settings.storage.data_root) / "empiar"
-            self._layout = "EMPIAR-{}/raw"
+        self._cache_root = self.options.cache_dir or default_cache_dir(
+            settings.storage.data_root, self.name, self.options.transport
+        )
+        self._layout = "EMPIAR-{}"
         self.net = EmpiarNet(self.options.transport, self._cache_root)
         self._plans: dict[str, _Plan] = {}
         self._infos: dict[VolumeRef, VolumeInfo] = {}
