@@ -1,9 +1,11 @@
-"""URL -> file in the download cache, by the right transport, with a digest for the record.
+"""The :class:`Downloader`: URL -> file in the download cache, by the right transport, with a
+digest for the record.
 
 :class:`Downloader` is what sources use: ``fetch(url, name)`` checks the local name
 (:mod:`~emingest.transports.names`), serves a finished download from the cache, resumes a
-partial one, or downloads it over HTTP(S) or FTP; the result carries ``size_bytes`` and
-``sha256`` (:meth:`DownloadedFile.as_file_digest` is a ``records.FileDigest``).
+partial one (:mod:`~emingest.transports.cache`), or downloads it over HTTP(S) or FTP; the
+result carries ``size_bytes`` and ``sha256`` (:meth:`DownloadedFile.as_file_digest` is a
+``records.FileDigest``). One process at a time downloads a given file (:mod:`emingest.locks`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,9 @@ from pathlib import Path
 from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import SourceError
 from emingest.locks import download_lock_path, held
-from emingest.transports.download import (
-    DownloadedFile,
-    HostLimiter,
-    PartialFile,
-    cached_file,
-    done_marker,
-)
+from emingest.transports.cache import DownloadedFile, PartialFile, cached_file, done_marker
 from emingest.transports.ftp import FtpTransport
+from emingest.transports.hosts import HostLimiter
 from emingest.transports.http import HttpTransport
 from emingest.transports.names import local_path, name_from_url
 from emingest.transports.settings import TransportSettings
@@ -111,4 +108,4 @@ def _still_needed(final: Path, expected_size: int | None) -> int | None:
     return None if not isinstance(size, int) else max(0, size - partial.size())
 
 
-__all__ = ["Downloader"]
+__all__ = ["DownloadedFile", "Downloader", "done_marker"]

@@ -36,13 +36,9 @@ from emingest.errors import (
     SourceError,
     TransientSourceError,
 )
-from emingest.transports.download import (
-    DownloadedFile,
-    HostLimiter,
-    PartialFile,
-    PrefixHasher,
-    RunningDigest,
-)
+from emingest.transports.cache import DownloadedFile, PartialFile
+from emingest.transports.digest import PrefixHasher, RunningDigest
+from emingest.transports.hosts import HostLimiter
 from emingest.transports.retry import parse_retry_after, retry_call
 from emingest.transports.settings import TransportSettings
 
