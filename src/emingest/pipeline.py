@@ -611,7 +611,7 @@ class _OrderedDigest:
 def _drop_raw(paths: Sequence[Path]) -> None:
     """``--no-keep-raw``: remove downloaded originals once their volume is complete (a failed
     volume keeps them, so a re-run resumes instead of downloading again)."""
-    from emingest.transports.cache import done_marker
+    from emingest.transports.download import done_marker
 
     for p in paths:
         Path(p).unlink(missing_ok=True)
