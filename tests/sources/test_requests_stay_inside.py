@@ -79,3 +79,30 @@ def test_hostile_empiar_directory_sends_no_request_outside(
     assert outside == []
     # and nothing at all was asked of the file tree (listings included) for that imageset
     assert [p for p in paths if p.startswith(base)] == []
+
+
+def test_hostile_precomputed_scale_key_sends_no_request_outside(tmp_path: Path) -> None:
+    import json
+
+    from emingest.sources.flyem import FlyEMSource
+    from emingest.testing.flyem import FlyEMReplica
+
+    with FlyEMReplica(tmp_path / "flyem", shape=(64, 64, 64), levels=2) as fe:
+        info_path = fe.root / "emdata" / "clahe_yz" / "jpeg" / "info"
+        info = json.loads(info_path.read_text())
+        info["scales"][0]["key"] = "../../../../elsewhere/8.0x8.0x8.0"
+        info_path.write_text(json.dumps(info))
+        settings = load_settings(
+            environ={},
+            overrides={
+                "storage": {"data_root": str(tmp_path / "data")},
+                "sources": {
+                    "flyem": {"dvid_url": fe.dvid_url, "precomputed_url": fe.precomputed_url}
+                },
+            },
+        )
+        source = FlyEMSource(settings)
+        with pytest.raises(RemoteFormatError, match="No request was sent"):
+            source.discover([], via="precomputed", box="0:8,0:8,0:8")
+        paths = _paths(list(fe.request_log))
+        assert paths == [urllib.parse.urlsplit(fe.precomputed_url).path + "/info"]
