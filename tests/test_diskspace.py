@@ -198,6 +198,12 @@ def test_catalog_on_a_full_disk_names_the_cause(tmp_path: Path) -> None:
         message = str(caught.value)
         assert "no space left" in message
         assert "cannot rollback" not in message
+        # `catalog list` on the full disk lists, or names the cause
+        try:
+            with open_catalog(disk / "catalog.sqlite") as again:
+                assert all(row.source == "local" for row in again.query())
+        except CatalogError as err:
+            assert "no space left on the disk holding the catalog" in str(err)
 
 
 def test_error_record_is_written_in_place_when_a_new_file_cannot_be(tmp_path: Path) -> None:
@@ -248,3 +254,16 @@ def test_run_preflight_warns_when_free_space_is_below_the_floor(tmp_path: Path) 
         (outcome,) = run_datasets(settings, [dataset], report_line=lines.append)
         assert outcome.results[0].status == "complete"  # a warning, never a failure
         assert any("low disk space" in line for line in lines) is expect, lines
+
+
+def test_catalog_list_on_a_full_disk_names_the_cause(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        open_catalog(disk / "catalog.sqlite").close()
+        with contextlib.suppress(OSError), open(disk / "filler", "wb", buffering=0) as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+        try:
+            with open_catalog(disk / "catalog.sqlite") as catalog:
+                assert catalog.query() == []
+        except CatalogError as err:  # sqlite says "disk I/O error" when it cannot map its -shm
+            assert "no space left on the disk holding the catalog" in str(err)

@@ -110,9 +110,13 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 def _failure(db_path: Path, doing: str, err: BaseException) -> CatalogError:
-    """A CatalogError that names the real cause; a full disk says so, and what to do."""
-    if storage_cause(err) is not None or getattr(err, "sqlite_errorname", "") == "SQLITE_FULL":
-        free = free_bytes(db_path)
+    """A CatalogError that names the real cause; a full disk says so, and what to do. SQLite
+    says "disk I/O error" when it cannot even create its -shm file: a nearly full disk is then
+    taken to be the cause."""
+    free = free_bytes(db_path)
+    nearly_full = free is not None and free < 1 << 20 and isinstance(err, sqlite3.OperationalError)
+    full = storage_cause(err) is not None or getattr(err, "sqlite_errorname", "") == "SQLITE_FULL"
+    if full or nearly_full:
         room = f", {free} bytes free there" if free is not None else ""
         return CatalogError(
             f"{db_path}: {doing} failed: no space left on the disk holding the catalog "
@@ -349,7 +353,7 @@ class SQLiteCatalog:
         try:
             return [_from_db(r) for r in self.conn.execute(sql, params)]
         except sqlite3.Error as err:
-            if storage_cause(err) is not None:
+            if storage_cause(err) is not None or "I/O" in str(err):
                 raise _failure(self.db_path, "catalog query", err) from err
             raise CatalogError(
                 f"{self.db_path}: catalog query failed: {err}; "
