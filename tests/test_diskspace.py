@@ -267,3 +267,14 @@ def test_catalog_list_on_a_full_disk_names_the_cause(tmp_path: Path) -> None:
                 assert catalog.query() == []
         except CatalogError as err:  # sqlite says "disk I/O error" when it cannot map its -shm
             assert "no space left on the disk holding the catalog" in str(err)
+
+
+def test_only_our_own_disk_counts_as_full() -> None:
+    from emingest.errors import ConversionError, SourceError
+
+    ours = ConversionError("writing s0 failed: RESOURCE_EXHAUSTED: No space left on device")
+    theirs = SourceError("https://archive.example/x: HTTP 507 (no space left on device)")
+    assert storage_cause(ours) is ours
+    assert storage_cause(theirs) is None
+    assert storage_cause(OSError(errno.EROFS, "Read-only file system")) is not None
+    assert storage_cause(OSError(errno.ENOENT, "No such file")) is None

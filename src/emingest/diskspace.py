@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from emingest.errors import LocalStorageError
+from emingest.errors import LocalStorageError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def storage_cause(err: BaseException | None) -> BaseException | None:
             return err
         if isinstance(err, LocalStorageError):
             return err
-        text = str(err).lower()
+        # a remote answer may quote its own full disk (HTTP 507): that is the archive's
+        text = "" if isinstance(err, SourceError) else str(err).lower()
         if any(t in text for t in _FULL_TEXTS):
             return err
         err = err.__cause__ or err.__context__
