@@ -40,7 +40,10 @@ def settings_for(tmp_path: Path, replica: OpenOrganelleReplica) -> Settings:
         overrides={
             "storage": {"data_root": str(tmp_path / "data")},
             "sources": {
-                "openorganelle": {"endpoint_url": replica.endpoint_url, "retry_backoff_s": 0.01}
+                "openorganelle": {
+                    "endpoint_url": replica.endpoint_url,
+                    "transport": {"backoff_initial_s": 0.01},
+                }
             },
         },
     )
