@@ -157,6 +157,7 @@ def test_full_disk_volume_records_no_space_and_resumes_after_space_is_freed(
             return result
 
         result = run()
+        assert "low disk space" in caplog.text  # the volume's own preflight warned first
         assert result.status.startswith("error: no space left on device"), result.status
         assert isinstance(storage_cause(result.error), BaseException)
         record = read_record(result.record_path)

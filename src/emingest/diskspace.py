@@ -95,11 +95,11 @@ def storage_error(
     if isinstance(err, LocalStorageError):
         path = path if path is not None else err.path
         needed_bytes = needed_bytes if needed_bytes is not None else err.needed_bytes
-    where = str(path) if path is not None else getattr(err, "filename", None) or "the disk"
-    parts = [f"{_WHAT[code]}: {where}"]
+    where = str(path) if path is not None else getattr(err, "filename", None)
+    parts = [f"{_WHAT[code]}: {where}" if where else _WHAT[code]]
     if needed_bytes is not None and needed_bytes > 0:
         parts.append(f"{_human(needed_bytes)} more needed")
-    free = free_bytes(where) if path is not None else None
+    free = free_bytes(path) if path is not None else None
     if free is not None and code != errno.EROFS:
         parts.append(f"{_human(free)} free there")
     # an OSError (or ours, re-raised with more to say) is its errno's text; tensorstore's and
@@ -111,7 +111,9 @@ def storage_error(
         + f" ({detail}). Free space (or point storage.data_root / transport.cache_dir "
         "elsewhere) and run the same command again: it resumes where it stopped"
     )
-    return LocalStorageError(message, path=str(where), needed_bytes=needed_bytes, errno=code)
+    return LocalStorageError(
+        message, path=str(where) if where else None, needed_bytes=needed_bytes, errno=code
+    )
 
 
 def failure_message(err: BaseException) -> str:
