@@ -39,7 +39,7 @@ def main() -> None:
     from emingest.config import load_settings
     from emingest.testing.epfl import EPFLReplica
     from emingest.transports import TransportSettings
-    from emingest.transports.cache import Downloader
+    from emingest.transports.download import Downloader
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=args.workdir))

@@ -109,6 +109,32 @@ class CatalogSettings(_Section):
     )
 
 
+class LimitSettings(_Section):
+    """What emingest refuses before it spends memory or disk on it (docs/reliability.md)."""
+
+    max_plane_bytes: int = Field(
+        4 << 30, ge=1, description="Largest 2-D plane a file header may claim (decoded bytes)"
+    )
+    max_volume_bytes: int = Field(
+        64 << 40, ge=1, description="Largest volume a file header may claim (decoded bytes)"
+    )
+    max_decode_bytes: int = Field(
+        1 << 30,
+        ge=1,
+        description="Largest strip or tile decoded at once (a compressed TIFF page is decoded "
+        "whole: its plane must fit too)",
+    )
+    max_compression_ratio: float = Field(
+        2000.0,
+        gt=1,
+        description="Largest decoded/stored ratio a compressed strip or tile may claim "
+        "(deflate tops out near 1032, zstd/LZW higher on blank data)",
+    )
+    min_free_bytes: int = Field(
+        1 << 30, ge=0, description="Warn before a run when less is free under the data root"
+    )
+
+
 class DatasetSettings(_Section):
     """One dataset of ``emingest run``: a source, the ids it names and its discover options."""
 
@@ -130,6 +156,7 @@ class Settings(_Section):
         description="Timeouts, connection limits, retries and segments of every file archive; "
         "a source's own [sources.<name>.transport] overrides single keys",
     )
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     # Per-source settings are validated by each source's own model (see sources/base.py), so a
     # third-party source can bring its own section without touching this file.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)

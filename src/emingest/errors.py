@@ -57,6 +57,26 @@ class RunInterrupted(EmingestError):
     """The run was asked to stop (Ctrl-C): what is written stays, the same command resumes."""
 
 
+class LocalStorageError(EmingestError, OSError):
+    """The local disk refused a write: no space left (ENOSPC), quota exceeded (EDQUOT), a
+    read-only file system (EROFS) or a file size limit (EFBIG). Never retried: waiting does
+    not free space. ``path`` is where the write failed; ``needed_bytes`` how much more was
+    needed, when known. After space is freed the same command resumes."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        needed_bytes: int | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.needed_bytes = needed_bytes
+        self.errno = errno
+
+
 __all__ = [
     "CatalogError",
     "ConfigError",
@@ -64,6 +84,7 @@ __all__ = [
     "EmingestError",
     "EntryNotFoundError",
     "IntegrityError",
+    "LocalStorageError",
     "RemoteFormatError",
     "RunInterrupted",
     "SourceError",

@@ -25,10 +25,17 @@ import numpy as np
 
 from emingest.catalog import index_record
 from emingest.config import Settings
+from emingest.diskspace import (
+    failure_message,
+    storage_cause,
+    warn_if_short_of_space,
+    write_record_in_place,
+)
 from emingest.errors import ConversionError, EmingestError, RunInterrupted
 from emingest.fingerprints import check_source
 from emingest.journal import TileJournal
 from emingest.layout import VolumePaths
+from emingest.locks import held, volume_lock_path
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import Level, plan_levels
 from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
@@ -143,6 +150,13 @@ class Pipeline:
     # -- one volume -------------------------------------------------------------------------
 
     def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
+        """One volume, under its lock: a second run of it waits, then finds it complete."""
+        paths = VolumePaths.for_ref(self.settings.storage.data_root, job.ref, job.labels_of)
+        lock = volume_lock_path(self.settings.storage.data_root, paths.record)
+        with held(lock, what=f"{job.ref.source}/{job.ref.source_id}/{job.ref.name}"):
+            return self._ingest(job, force=force)
+
+    def _ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         ref = job.ref
         root = self.settings.storage.data_root
         paths = VolumePaths.for_ref(root, ref, job.labels_of)
@@ -188,6 +202,7 @@ class Pipeline:
             )
             record.additional_metadata.update(_labels_note(job.labels_of))
             self._save(paths, record)  # phase 1: before any voxel is written
+            warn_if_short_of_space(paths.folder, info.nbytes, label)
             reader = job.source.open(ref)
             try:
                 _check_reader(reader, info, label)
@@ -226,7 +241,7 @@ class Pipeline:
             self.progress.finish(label, STATUS_INTERRUPTED)
             return VolumeResult(ref, STATUS_INTERRUPTED, paths.record, record)
         except Exception as err:
-            status = error_status(f"{type(err).__name__}: {err}")
+            status = error_status(failure_message(err))  # a full disk: "no space left ..."
             if not isinstance(err, EmingestError | OSError):
                 log.exception("%s: unexpected failure (a bug? please report it)", label)
             else:
@@ -653,6 +668,9 @@ def _write_error_record(
     try:
         write_record(paths.record, record)
     except OSError as err:
-        log.error("%s: cannot write the error record either: %s", paths.record, err)
+        if storage_cause(err) is not None and write_record_in_place(paths.record, record):
+            log.warning("%s: disk full; the error record was written in place", paths.record)
+            return record
+        log.error("%s: this record could not be updated (%s): %s", paths.record, status, err)
         return None
     return record

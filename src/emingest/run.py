@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from emingest.config import DatasetSettings, Settings
+from emingest.diskspace import run_space_warnings
 from emingest.errors import EmingestError
 from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
 from emingest.progress import Progress
@@ -126,6 +127,8 @@ def run_datasets(
     for c in checks.values():
         mark = "ok" if c.ok else "UNREACHABLE"
         report_line(f"preflight {c.source:<14} {mark:<11} {c.url}  ({c.detail})")
+    for line in run_space_warnings(settings):  # each volume checks its own need again
+        report_line(f"preflight {line}")
     if checks and not any(c.ok for c in checks.values()):
         report_line(
             "No archive answered: is this machine offline or behind a proxy (HTTPS_PROXY)? "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emingest.errors import IntegrityError
-from emingest.transports.download import PrefixHasher
+from emingest.transports.digest import PrefixHasher
 
 SEG = 1000
 

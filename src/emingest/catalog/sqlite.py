@@ -27,6 +27,7 @@ from emingest.catalog import (
     read_sidecars,
     status_group,
 )
+from emingest.diskspace import free_bytes, storage_cause
 from emingest.errors import CatalogError
 from emingest.records import VolumeRecord
 
@@ -98,6 +99,32 @@ def _is_corruption(err: sqlite3.DatabaseError) -> bool:
         return True
     text = str(err).lower()
     return "not a database" in text or "malformed" in text
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open. SQLite rolls back by itself on some errors
+    (SQLITE_FULL: the disk is full); a second ROLLBACK would then raise "cannot rollback - no
+    transaction is active" and hide the real cause."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _failure(db_path: Path, doing: str, err: BaseException) -> CatalogError:
+    """A CatalogError that names the real cause; a full disk says so, and what to do. SQLite
+    says "disk I/O error" when it cannot even create its -shm file: a nearly full disk is then
+    taken to be the cause."""
+    free = free_bytes(db_path)
+    nearly_full = free is not None and free < 1 << 20 and isinstance(err, sqlite3.OperationalError)
+    full = storage_cause(err) is not None or getattr(err, "sqlite_errorname", "") == "SQLITE_FULL"
+    if full or nearly_full:
+        room = f", {free} bytes free there" if free is not None else ""
+        return CatalogError(
+            f"{db_path}: {doing} failed: no space left on the disk holding the catalog "
+            f"({err}{room}). Free space, then `emingest catalog sync` catches the index up "
+            "from the record files"
+        )
+    return CatalogError(f"{db_path}: {doing} failed: {err}")
 
 
 def _row_values(row: CatalogRow) -> tuple[Any, ...]:
@@ -176,7 +203,7 @@ class SQLiteCatalog:
             self._conn = self._open()
         except sqlite3.DatabaseError as err:
             if not _is_corruption(err):
-                raise CatalogError(f"{self.db_path}: cannot open the catalog: {err}") from err
+                raise _failure(self.db_path, "opening the catalog", err) from err
             log.warning(
                 "%s: catalog database is corrupt (%s); rebuilding it from the sidecars",
                 self.db_path,
@@ -214,7 +241,7 @@ class SQLiteCatalog:
                     _fill(conn, self._sidecar_rows(), clear=False)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         except BaseException:
             conn.close()
@@ -278,10 +305,10 @@ class SQLiteCatalog:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         except sqlite3.Error as err:
-            raise CatalogError(f"{self.db_path}: catalog write failed: {err}") from err
+            raise _failure(self.db_path, "catalog write", err) from err
 
     def upsert(self, record: VolumeRecord, path: Path | str) -> None:
         row = CatalogRow.from_record(record, path)
@@ -328,6 +355,8 @@ class SQLiteCatalog:
         try:
             return [_from_db(r) for r in self.conn.execute(sql, params)]
         except sqlite3.Error as err:
+            if storage_cause(err) is not None or "I/O" in str(err):
+                raise _failure(self.db_path, "catalog query", err) from err
             raise CatalogError(
                 f"{self.db_path}: catalog query failed: {err}; "
                 "`emingest catalog sync` rebuilds the catalog from the sidecars"

@@ -17,6 +17,7 @@ import tifffile
 
 from emingest.errors import ConversionError, EntryNotFoundError, UnsupportedFormatError
 from emingest.formats.base import ContiguousArrayFile, FileVolume, check_region
+from emingest.formats.limits import DecodeLimits, check_tiff_claims
 from emingest.formats.tiff_calibration import tiff_calibration
 from emingest.regions import Region
 
@@ -65,10 +66,13 @@ class TiffVolume(FileVolume):
     ``series=None`` accepts only a file with one data series: a TIFF with several (pages of
     different shapes or dtypes, or series written one after another) raises
     :class:`ConversionError` rather than read the first alone; ask for each by index
-    (``emingest ingest local`` makes each series a volume of its own).
+    (``emingest ingest local`` makes each series a volume of its own). ``limits``: what the
+    header may claim before it is refused (``formats/limits.py``).
     """
 
-    def __init__(self, path: Path, series: int | None = None) -> None:
+    def __init__(
+        self, path: Path, series: int | None = None, limits: DecodeLimits | None = None
+    ) -> None:
         try:
             self._tif = tifffile.TiffFile(path)
             indices = data_series(self._tif)
@@ -100,6 +104,8 @@ class TiffVolume(FileVolume):
         except tifffile.TiffFileError as err:
             raise ConversionError(f"{path}: truncated or corrupt TIFF: {err}") from err
         dtype = np.dtype(page_series.dtype)
+        # what the header claims, checked before any pixel is decoded (formats/limits.py)
+        check_tiff_claims(Path(path), page_series.keyframe, shape, dtype, limits or DecodeLimits())
         voxel, origin, header = tiff_calibration(self._tif)
         header["byteorder"] = self._tif.byteorder
         header["bigtiff"] = self._tif.is_bigtiff

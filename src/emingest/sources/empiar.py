@@ -27,7 +27,6 @@ import fnmatch
 import logging
 import re
 import threading
-import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +43,7 @@ from emingest.errors import (
     ConfigError,
     ConversionError,
     EntryNotFoundError,
+    LocalStorageError,
     RemoteFormatError,
     SourceError,
 )
@@ -62,9 +62,17 @@ from emingest.sources.base import (
     VolumeRef,
     source_settings,
 )
-from emingest.transports import DownloadedFile, Downloader, TransportSettings, local_path, safe_name
-from emingest.transports.download import done_marker
+from emingest.transports import (
+    DownloadedFile,
+    Downloader,
+    TransportSettings,
+    default_cache_dir,
+    local_path,
+    safe_name,
+)
+from emingest.transports.cache import done_marker
 from emingest.transports.listing import is_ftp, list_dir, remote_size
+from emingest.transports.urls import join_below
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +92,8 @@ class EmpiarSettings(SourceSettings):
     fallback_files_url: str | None = "ftp://ftp.ebi.ac.uk/empiar/world_availability"
     """The same tree over the other protocol, for listings when ``files_url`` fails."""
     cache_dir: Path | None = None
-    """Downloads go to ``cache_dir/EMPIAR-n/<path>``; None: ``transport.cache_dir/EMPIAR-n``
-    if set, else ``<data_root>/empiar/EMPIAR-n/raw``."""
+    """Downloads go to ``cache_dir/EMPIAR-n/<path>``; None: ``transport.cache_dir`` if set,
+    else ``<data_root>/.cache/empiar``, like every source's cache."""
     z_spacing_nm: float | None = None
     """Slice spacing of 2-D slice stacks whose files carry none (SBF-SEM tags win)."""
     stack_slices: bool = True
@@ -173,12 +181,10 @@ class EmpiarSource(Source):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.options: EmpiarSettings = source_settings(settings, self.name, EmpiarSettings)  # type: ignore[assignment]
-        cache_dir = self.options.cache_dir or self.options.transport.cache_dir
-        if cache_dir is not None:
-            self._cache_root, self._layout = Path(cache_dir), "EMPIAR-{}"
-        else:
-            self._cache_root = Path(settings.storage.data_root) / "empiar"
-            self._layout = "EMPIAR-{}/raw"
+        self._cache_root = self.options.cache_dir or default_cache_dir(
+            settings.storage.data_root, self.name, self.options.transport
+        )
+        self._layout = "EMPIAR-{}"
         self.net = EmpiarNet(self.options.transport, self._cache_root)
         self._plans: dict[str, _Plan] = {}
         self._infos: dict[VolumeRef, VolumeInfo] = {}
@@ -292,6 +298,8 @@ class EmpiarSource(Source):
 
     def _imageset(self, accession: str, index: int, record: dict[str, Any]) -> _Imageset:
         directory = str(record.get("directory") or "").strip("/")
+        for root in self._roots():  # refused here, before any listing request
+            self.net.url(root, accession, directory)
         depth = self.options.listing_depth
         listing: dict[str, Any] = {"directory": directory}
         listed: list[RemoteFile] | None = None
@@ -575,7 +583,7 @@ class StackReader(VolumeReader):
         for i, z in enumerate(range(zs.start, zs.stop)):
             try:
                 plane = self._futures[z].result()
-            except ConversionError:
+            except (ConversionError, LocalStorageError):  # these name their file already
                 raise
             except Exception as err:
                 raise type(err)(f"slice {z} ({self._members[z].rel}): {err}") from err
@@ -745,8 +753,10 @@ class EmpiarNet:
 
     @staticmethod
     def url(root: str, accession: str, rel: str = "") -> str:
-        tail = "/".join(urllib.parse.quote(p) for p in rel.strip("/").split("/") if p)
-        return f"{root.rstrip('/')}/{accession}" + (f"/{tail}" if tail else "")
+        """``root/accession/rel``; a ``rel`` from the API or a listing that would leave the
+        entry's folder (``..``, encoded dots or slashes, another host) is refused before any
+        request (:func:`emingest.transports.urls.join_below`)."""
+        return join_below(f"{root.rstrip('/')}/{accession}", rel.lstrip("/")).rstrip("/")
 
     @staticmethod
     def listing_method(root: str) -> str:

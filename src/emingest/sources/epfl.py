@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from emingest.config import DatasetSettings, Settings
 from emingest.errors import ConfigError, EntryNotFoundError
 from emingest.fingerprints import fetch_current, remote_file_fingerprint
+from emingest.formats.limits import DecodeLimits
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import Source, SourceSettings, VolumeInfo, VolumeRef, source_settings
 from emingest.transports import DownloadedFile, Downloader, TransportSettings, default_cache_dir
@@ -143,7 +144,7 @@ class EpflSource(Source):
         an older version is downloaded again (``emingest.fingerprints``)."""
         remote = remote_file_fingerprint(self.downloader, ref.locator)
         f = fetch_current(self.downloader, ref.locator, f"{ref.name}.tif", remote)
-        vol = TiffVolume(f.path)
+        vol = TiffVolume(f.path, limits=DecodeLimits.from_settings(self.settings.limits))
         try:
             metadata: dict[str, Any] = {
                 "file": f.name,
@@ -174,4 +175,5 @@ class EpflSource(Source):
             vol.close()
 
     def open(self, ref: VolumeRef) -> TiffVolume:
-        return TiffVolume(self._fetch(ref).path)
+        limits = DecodeLimits.from_settings(self.settings.limits)
+        return TiffVolume(self._fetch(ref).path, limits=limits)

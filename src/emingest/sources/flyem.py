@@ -25,8 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
-import tensorstore as ts
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from emingest.config import DatasetSettings, Settings
 from emingest.errors import (
@@ -49,7 +48,9 @@ from emingest.sources.base import (
 )
 from emingest.transports.http import HttpTransport
 from emingest.transports.retry import retry_call
-from emingest.transports.settings import TransportSettings
+from emingest.transports.settings import TransportSettings, fold_legacy_keys
+from emingest.transports.tensorstore import TensorstoreReads
+from emingest.transports.urls import join_below
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ HEMIBRAIN_UUID = "a89eb3af216a46cdba81204d8f954786"
 DVID_BLOCK = 64
 VIAS = ("dvid", "precomputed")
 DEFAULT_CROP = 1000
-_TS_TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
 
 
 class FlyEMSettings(SourceSettings):
@@ -79,19 +79,23 @@ class FlyEMSettings(SourceSettings):
         description="Largest /raw request (bytes); sub-boxes are aligned to 64-voxel blocks",
     )
     fetch_threads: int = Field(4, ge=1, le=64, description="Sub-box GETs in flight per volume")
-    region_timeout_s: float = Field(
-        300.0,
-        gt=0,
-        description="Precomputed: longest one region read may take before it is abandoned and "
-        "retried on fresh connections (a stalled transfer)",
-    )
-    http_request_concurrency: int = Field(
-        16, ge=1, description="Precomputed: tensorstore's chunk GETs in flight"
-    )
     transport: TransportSettings = Field(
         default_factory=lambda: TransportSettings.model_validate({}),
-        description="Timeouts, retries and per-host connections of the DVID and info requests",
+        description="Timeouts, retries and per-host connections of the DVID and info requests, "
+        "and of precomputed chunk reads (region_timeout_s, chunk_request_*)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_transport(cls, section: Any) -> Any:
+        # these keys lived here before [transport] held every chunked read's timeouts
+        return fold_legacy_keys(
+            section,
+            {
+                "region_timeout_s": ("region_timeout_s", float),
+                "http_request_concurrency": ("chunk_request_concurrency", int),
+            },
+        )
 
 
 # -- options --------------------------------------------------------------------------------------
@@ -238,7 +242,10 @@ class FlyEMSource(Source):
         doc = self._fetch_info(via)
         if via == "dvid":
             return _dvid_geometry(doc, f"{self.node_url}/info")
-        return _precomputed_geometry(doc, scale, f"{self.precomputed_url}/info")
+        geometry = _precomputed_geometry(doc, scale, f"{self.precomputed_url}/info")
+        # tensorstore fetches <precomputed_url>/<key>/...: a key must stay below the volume
+        join_below(self.precomputed_url, str(doc["scales"][scale].get("key", "")))
+        return geometry
 
     # -- discover / describe / open --------------------------------------------------------------
 
@@ -517,8 +524,8 @@ class DvidReader(VolumeReader):
 class PrecomputedReader(VolumeReader):
     """Regions (relative to the box) of one precomputed scale, read with tensorstore.
 
-    tensorstore retries each chunk GET itself (503, resets); a read that outlasts
-    ``region_timeout_s`` (a stalled transfer) is abandoned and retried on fresh handles.
+    Timeouts, stall renewal, chunk and region retries and error translation are
+    :class:`~emingest.transports.tensorstore.TensorstoreReads` under ``transport``.
     """
 
     digest_from_store = True
@@ -537,10 +544,7 @@ class PrecomputedReader(VolumeReader):
         self.shape: tuple[int, int, int] = tuple(b - a for a, b in box)  # type: ignore[assignment]
         self.dtype = np.dtype(dtype).newbyteorder("=")
         self.options = options
-        self.policy = options.transport.retry_policy()
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._array: ts.TensorStore | None = None
+        self._reads = TensorstoreReads(options.transport, kvstore="http")
 
     def _spec(self) -> dict[str, Any]:
         return {
@@ -548,44 +552,6 @@ class PrecomputedReader(VolumeReader):
             "kvstore": {"driver": "http", "base_url": self.url},
             "scale_index": self.scale,
         }
-
-    def _context(self) -> ts.Context:
-        t = self.options.transport
-        return ts.Context(
-            {
-                "cache_pool": {"total_bytes_limit": 0},
-                "http_request_concurrency": {"limit": self.options.http_request_concurrency},
-                "http_request_retries": {
-                    "max_retries": max(0, t.attempts - 1),
-                    "initial_delay": f"{max(t.backoff_initial_s, 0.001)}s",
-                    "max_delay": f"{max(t.backoff_max_s, 0.001)}s",
-                },
-            }
-        )
-
-    def _open(self) -> tuple[int, ts.TensorStore]:
-        with self._lock:
-            gen, array = self._generation, self._array
-        if array is not None:
-            return gen, array
-        try:
-            array = ts.open(self._spec(), read=True, context=self._context()).result(
-                timeout=self.options.region_timeout_s
-            )
-        except TimeoutError as err:
-            raise TransientSourceError(f"{self.url}: opening timed out") from err
-        except ValueError as err:
-            raise _translate(err, f"{self.url} (scale {self.scale})") from err
-        with self._lock:
-            if self._generation == gen and self._array is None:
-                self._array = array
-            return gen, array
-
-    def _renew(self, gen: int) -> None:
-        with self._lock:
-            if self._generation == gen:
-                self._generation += 1
-                self._array = None
 
     def read(self, region: Region) -> np.ndarray:
         if any(not (0 <= s.start <= s.stop <= n) for s, n in zip(region, self.shape, strict=True)):
@@ -598,47 +564,22 @@ class PrecomputedReader(VolumeReader):
             slice(o + s.start, o + s.stop) for o, s in zip((z0, y0, x0), region, strict=True)
         ]
         where = f"{self.url} (scale {self.scale}) [{format_region(absolute)}]"
-
-        def attempt() -> np.ndarray:
-            gen, array = self._open()
-            # the domain is x, y, z, channel in absolute voxels
-            future = array[
+        # the domain is x, y, z, channel in absolute voxels
+        data = self._reads.read(
+            f"scale{self.scale}",
+            self._spec(),
+            lambda array: array[
                 x0 + xs.start : x0 + xs.stop,
                 y0 + ys.start : y0 + ys.stop,
                 z0 + zs.start : z0 + zs.stop,
                 0,
-            ].read()
-            try:
-                data = future.result(timeout=self.options.region_timeout_s)
-            except TimeoutError as err:
-                future.cancel()
-                self._renew(gen)
-                raise TransientSourceError(
-                    f"{where}: no answer in {self.options.region_timeout_s:g} s (stalled)"
-                ) from err
-            except ValueError as err:
-                raise _translate(err, where) from err
-            return np.ascontiguousarray(data.transpose(2, 1, 0), dtype=self.dtype)
-
-        return retry_call(attempt, self.policy, what=where)
+            ],
+            where,
+        )
+        return np.ascontiguousarray(data.transpose(2, 1, 0), dtype=self.dtype)
 
     def close(self) -> None:
-        with self._lock:
-            self._array = None
-
-
-def _translate(err: ValueError, where: str) -> SourceError:
-    """A tensorstore error (its message starts with an absl status code) in our tree."""
-    text = str(err)
-    code = text.split(":", 1)[0].strip()
-    message = f"{where}: {text[:500]}"
-    if code in _TS_TRANSIENT:
-        return TransientSourceError(message)
-    if code == "NOT_FOUND":
-        return EntryNotFoundError(message)
-    if code in ("DATA_LOSS", "FAILED_PRECONDITION", "INVALID_ARGUMENT"):
-        return RemoteFormatError(message)
-    return SourceError(message)
+        self._reads.close()
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from emingest.errors import (
     UnsupportedFormatError,
 )
 from emingest.fingerprints import fetch_current, remote_file_fingerprint
+from emingest.formats.limits import DecodeLimits
 from emingest.formats.tiff import TiffVolume
 from emingest.sources.base import (
     Source,
@@ -39,6 +40,7 @@ from emingest.sources.base import (
     source_settings,
 )
 from emingest.transports import Downloader, TransportSettings, default_cache_dir, safe_relative_path
+from emingest.transports.urls import join_below
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +353,8 @@ class IdrSource(Source):
         return rel
 
     def _file_url(self, rel: str) -> str:
-        return f"{self.options.files_url.rstrip('/')}/{urllib.parse.quote(rel)}"
+        # rel comes from the archive's original_file_paths: it must stay below files_url
+        return join_below(self.options.files_url, rel)
 
     # -- open ----------------------------------------------------------------------------------
 
@@ -369,4 +372,4 @@ class IdrSource(Source):
         # The pipeline reads files/raw_paths from the VolumeInfo describe returned, after open.
         info.files = [f.as_file_digest()]
         info.raw_paths = [f.path]
-        return TiffVolume(f.path)
+        return TiffVolume(f.path, limits=DecodeLimits.from_settings(self.settings.limits))

@@ -12,6 +12,7 @@ from emingest.errors import ConfigError, UnsupportedFormatError
 from emingest.fingerprints import local_files_fingerprint, zarr_fingerprint
 from emingest.formats import open_volume
 from emingest.formats.base import FileVolume
+from emingest.formats.limits import DecodeLimits
 from emingest.formats.stack import ImageStackVolume
 from emingest.formats.tiff import is_tiff, tiff_series
 from emingest.formats.zarr_array import ZarrVolume
@@ -88,7 +89,11 @@ class LocalSource(Source):
         return refs
 
     def _open(self, ref: VolumeRef) -> FileVolume:
-        return open_volume(ref.locator, series=ref.get("series"))
+        return open_volume(
+            ref.locator,
+            series=ref.get("series"),
+            limits=DecodeLimits.from_settings(self.settings.limits),
+        )
 
     def describe(self, ref: VolumeRef) -> VolumeInfo:
         vol = self._open(ref)

@@ -14,13 +14,12 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-import tensorstore as ts
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from emingest.config import DatasetSettings, Settings
 from emingest.errors import (
@@ -28,7 +27,6 @@ from emingest.errors import (
     EntryNotFoundError,
     RemoteFormatError,
     SourceError,
-    TransientSourceError,
 )
 from emingest.fingerprints import metadata_fingerprint
 from emingest.omezarr.metadata import Level
@@ -42,8 +40,10 @@ from emingest.sources.base import (
     VolumeRef,
     source_settings,
 )
-from emingest.transports.retry import RetryPolicy, retry_call
 from emingest.transports.s3 import AnonymousS3
+from emingest.transports.settings import TransportSettings, fold_legacy_keys
+from emingest.transports.tensorstore import TensorstoreReads
+from emingest.transports.urls import relative_below
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ _UNIT_NM = {
     "picometer": 0.001,
     "millimeter": 1e6,
 }
-_TRANSIENT_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
 
 
 class OpenOrganelleSettings(SourceSettings):
@@ -77,22 +76,28 @@ class OpenOrganelleSettings(SourceSettings):
         description="Array group used when --array is not given (relative to <dataset>.zarr/); "
         "when a dataset lacks it, its first '*/em/*' multiscale group is used",
     )
-    connect_timeout_s: float = Field(10.0, gt=0, description="Metadata request: connect timeout")
-    read_timeout_s: float = Field(60.0, gt=0, description="Metadata request: read timeout")
-    region_timeout_s: float = Field(
-        300.0,
-        gt=0,
-        description="Longest one region read may take before it is abandoned and retried on "
-        "fresh connections (catches transfers that stall)",
+    transport: TransportSettings = Field(
+        default_factory=lambda: TransportSettings.model_validate({}),
+        description="Timeouts and retries of metadata GETs and chunk reads ([transport], "
+        "overridden by [sources.openorganelle.transport])",
     )
-    retries: int = Field(5, ge=0, description="Retries of a failed metadata or region read")
-    retry_backoff_s: float = Field(
-        0.5, ge=0, description="First retry delay; doubles per attempt (with jitter), max 30 s"
-    )
-    s3_request_retries: int = Field(
-        8, ge=0, description="tensorstore's own retries of each chunk GET (503, resets)"
-    )
-    s3_request_concurrency: int = Field(32, ge=1, description="Chunk GETs in flight per volume")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_transport(cls, section: Any) -> Any:
+        # these keys lived here before [transport] held every source's timeouts and retries
+        return fold_legacy_keys(
+            section,
+            {
+                "connect_timeout_s": ("connect_timeout_s", float),
+                "read_timeout_s": ("read_timeout_s", float),
+                "region_timeout_s": ("region_timeout_s", float),
+                "retries": ("attempts", lambda n: int(n) + 1),
+                "retry_backoff_s": ("backoff_initial_s", float),
+                "s3_request_retries": ("chunk_request_retries", int),
+                "s3_request_concurrency": ("chunk_request_concurrency", int),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -157,17 +162,6 @@ def level_box(box: Box, ratio: Sequence[float], shape: Sequence[int]) -> Box:
 
 
 # -- anonymous S3 for metadata -------------------------------------------------------------------
-
-
-def retry_policy(options: OpenOrganelleSettings) -> RetryPolicy:
-    """The project's retry policy (:mod:`emingest.transports.retry`) with this source's counts:
-    :class:`TransientSourceError` only, exponential backoff with jitter, ``Retry-After``."""
-    return RetryPolicy(attempts=options.retries + 1, initial_s=options.retry_backoff_s, max_s=30.0)
-
-
-def with_retries(fn: Callable[[], T], options: OpenOrganelleSettings, what: str) -> T:
-    """``fn()`` under :func:`retry_policy`."""
-    return retry_call(fn, retry_policy(options), what=what)
 
 
 def _json_doc(raw: bytes, where: str) -> dict[str, Any]:
@@ -246,9 +240,9 @@ class OpenOrganelleSource(Source):
             self.options.bucket,
             endpoint_url=self.options.endpoint_url,
             region=self.options.aws_region,
-            connect_timeout_s=self.options.connect_timeout_s,
-            read_timeout_s=self.options.read_timeout_s,
-            policy=retry_policy(self.options),
+            connect_timeout_s=self.options.transport.connect_timeout_s,
+            read_timeout_s=self.options.transport.read_timeout_s,
+            policy=self.options.transport.retry_policy(),
         )
         self._lock = threading.Lock()
         self._consolidated: dict[str, dict[str, Any] | None] = {}
@@ -424,6 +418,8 @@ class OpenOrganelleSource(Source):
                 f"see 'emingest ingest openorganelle {dataset} --list'"
             )
         scales = parse_multiscales(attrs, group_url)
+        for lpath, _, _ in scales:  # level paths become S3 keys: they stay below the group
+            relative_below(group_url, lpath)
         if selected is not None and selected[-1] >= len(scales):
             raise ConfigError(
                 f"--levels {','.join(map(str, selected))}: {group_url} has levels 0-"
@@ -617,9 +613,9 @@ def _transforms(items: Any, where: str) -> tuple[list[float], list[float]]:
 class OpenOrganelleReader(VolumeReader):
     """Regions of the copied levels, read with tensorstore (zarr driver, s3 kvstore, anonymous).
 
-    Regions are relative to the crop of each level. tensorstore retries each chunk GET itself
-    (503/SlowDown, resets, short bodies); a read that outlasts ``region_timeout_s`` (a stalled
-    transfer) is abandoned and retried on fresh handles, so it never joins the stalled request.
+    Regions are relative to the crop of each level. Timeouts, stall renewal, chunk and region
+    retries and error translation are :class:`~emingest.transports.tensorstore.TensorstoreReads`
+    under ``transport`` (``[transport]``), as for every chunked archive.
     """
 
     digest_from_store = True
@@ -640,24 +636,7 @@ class OpenOrganelleReader(VolumeReader):
         self.shape: tuple[int, int, int] = self.shapes[0]  # type: ignore[assignment]
         self.dtype = np.dtype(dtype)
         self.label = label
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._context: ts.Context | None = None
-        self._arrays: dict[tuple[int, int], ts.TensorStore] = {}
-
-    def _new_context(self) -> ts.Context:
-        o = self.options
-        return ts.Context(
-            {
-                "cache_pool": {"total_bytes_limit": 0},  # each chunk is read once
-                "s3_request_concurrency": {"limit": o.s3_request_concurrency},
-                "s3_request_retries": {
-                    "max_retries": o.s3_request_retries,
-                    "initial_delay": f"{max(o.retry_backoff_s, 0.001)}s",
-                    "max_delay": "30s",
-                },
-            }
-        )
+        self._reads = TensorstoreReads(options.transport, kvstore="s3")
 
     def _spec(self, key: str) -> dict[str, Any]:
         o = self.options
@@ -671,35 +650,6 @@ class OpenOrganelleReader(VolumeReader):
         if o.endpoint_url:
             kvstore["endpoint"] = o.endpoint_url.rstrip("/")
         return {"driver": "zarr", "kvstore": kvstore}
-
-    def _array(self, level: int) -> tuple[int, ts.TensorStore]:
-        with self._lock:
-            gen = self._generation
-            if (gen, level) in self._arrays:
-                return gen, self._arrays[(gen, level)]
-            if self._context is None:
-                self._context = self._new_context()
-            context = self._context
-        try:
-            array = ts.open(self._spec(self.keys[level]), read=True, context=context).result(
-                timeout=self.options.region_timeout_s
-            )
-        except TimeoutError as err:
-            self._renew(gen)
-            raise TransientSourceError(f"{self._where(level)}: opening timed out") from err
-        except ValueError as err:
-            raise _translate(err, self._where(level)) from err
-        with self._lock:
-            self._arrays.setdefault((gen, level), array)
-            return gen, self._arrays[(gen, level)]
-
-    def _renew(self, gen: int) -> None:
-        """Drop the handles of generation ``gen``: later reads open fresh ones (new context)."""
-        with self._lock:
-            if self._generation == gen:
-                self._generation += 1
-                self._context = None
-                self._arrays = {k: v for k, v in self._arrays.items() if k[0] != gen}
 
     def _where(self, level: int, region: Sequence[slice] | None = None) -> str:
         url = f"s3://{self.options.bucket}/{self.keys[level].rstrip('/')}"
@@ -719,43 +669,14 @@ class OpenOrganelleReader(VolumeReader):
         absolute = tuple(
             slice(a + s.start, a + s.stop) for s, (a, _) in zip(region, box, strict=True)
         )
-
-        def attempt() -> np.ndarray:
-            gen, array = self._array(level)
-            future = array[absolute].read()
-            try:
-                data = future.result(timeout=self.options.region_timeout_s)
-            except TimeoutError as err:
-                future.cancel()
-                self._renew(gen)
-                raise TransientSourceError(
-                    f"{self._where(level, absolute)}: no answer in "
-                    f"{self.options.region_timeout_s:g} s (stalled transfer)"
-                ) from err
-            except ValueError as err:
-                raise _translate(err, self._where(level, absolute)) from err
-            return np.ascontiguousarray(data, dtype=self.dtype)
-
-        return with_retries(attempt, self.options, self._where(level, absolute))
+        key = self.keys[level]
+        data = self._reads.read(
+            key, self._spec(key), lambda array: array[absolute], self._where(level, absolute)
+        )
+        return np.ascontiguousarray(data, dtype=self.dtype)
 
     def close(self) -> None:
-        with self._lock:
-            self._arrays.clear()
-            self._context = None
-
-
-def _translate(err: ValueError, where: str) -> SourceError:
-    """A tensorstore error (its message starts with an absl status code) in our tree."""
-    text = str(err)
-    code = text.split(":", 1)[0].strip()
-    message = f"{where}: {text[:500]}"
-    if code in _TRANSIENT_CODES:
-        return TransientSourceError(message)
-    if code == "NOT_FOUND":
-        return EntryNotFoundError(message)
-    if code in ("DATA_LOSS", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE"):
-        return RemoteFormatError(message)
-    return SourceError(message)
+        self._reads.close()
 
 
 __all__ = [

@@ -50,6 +50,10 @@ class Faults:
     """One request in N sends part of the body, then resets the connection (RST)."""
     truncate_every: int = 0
     """One request in N sends part of the body, then closes cleanly (short body)."""
+    reset_first: int = 0
+    """The first N requests send part of the body, then reset (then ``reset_every`` applies)."""
+    truncate_first: int = 0
+    """The first N requests send part of the body, then close cleanly (a short body)."""
     fail_first: int = 0
     """The first N requests answer ``status_code`` (then the counters above apply)."""
     range_support: bool = True
@@ -72,7 +76,7 @@ class Faults:
         """Switch every fault off."""
         self.latency_s = 0.0
         self.stall_every = self.status_every = self.reset_every = self.truncate_every = 0
-        self.fail_first = 0
+        self.fail_first = self.reset_first = self.truncate_first = 0
         self.status_code = 503
         self.retry_after_s = 1.0
         self.stall_s = 30.0
@@ -316,8 +320,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # A faulty answer breaks off halfway through its body (at least one byte in).
         cut = start + max(1, length // 2)
         stall = Faults._hit(faults.stall_every, fault_n)
-        reset = Faults._hit(faults.reset_every, fault_n)
-        truncate = Faults._hit(faults.truncate_every, fault_n)
+        eligible = fault_n > 0  # numbered from 1; 0: a route that is never faulted
+        reset = Faults._hit(faults.reset_every, fault_n) or (
+            eligible and fault_n <= faults.reset_first
+        )
+        truncate = Faults._hit(faults.truncate_every, fault_n) or (
+            eligible and fault_n <= faults.truncate_first
+        )
         pos = start
         stop = end + 1
         while pos < stop:

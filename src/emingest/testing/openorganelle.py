@@ -263,6 +263,8 @@ class _FaultLayer:
         stall, reset, truncate = (
             Faults._hit(every, n) for every in (f.stall_every, f.reset_every, f.truncate_every)
         )
+        reset = reset or n <= f.reset_first
+        truncate = truncate or n <= f.truncate_first
         if not (stall or reset or truncate or f.omit_from_listing):
             return self.app(environ, start_response)
         written: list[bytes] = []

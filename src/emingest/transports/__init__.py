@@ -7,9 +7,10 @@ Sources use :class:`Downloader` (URL -> verified file in the cache, with its sha
 
 from __future__ import annotations
 
-from emingest.transports.cache import Downloader
-from emingest.transports.download import DownloadedFile, HostLimiter
+from emingest.transports.cache import DownloadedFile
+from emingest.transports.download import Downloader
 from emingest.transports.ftp import FtpTransport, RemoteEntry
+from emingest.transports.hosts import HostLimiter
 from emingest.transports.http import HttpTransport, RemoteFileInfo
 from emingest.transports.names import local_path, name_from_url, safe_name, safe_relative_path
 from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call

@@ -4,13 +4,11 @@ The same policy as HTTP: a connect timeout, a read timeout on the control connec
 stall timeout on data connections (no byte for ``stall_timeout_s``: abort and retry), the
 per-host connection limit, and :func:`~emingest.transports.retry.retry_call` for transient
 failures (4xx replies, resets, timeouts, short transfers). ftplib blocks: call these from
-worker threads (the pipeline does), or through the ``*_async`` wrappers, which run them in a
-thread so that no event loop is ever blocked.
+worker threads (the pipeline does).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ftplib
 import logging
@@ -19,13 +17,17 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import (
     EntryNotFoundError,
     IntegrityError,
+    LocalStorageError,
     SourceError,
     TransientSourceError,
 )
-from emingest.transports.download import DownloadedFile, HostLimiter, PartialFile, RunningDigest
+from emingest.transports.cache import DownloadedFile, PartialFile
+from emingest.transports.digest import RunningDigest
+from emingest.transports.hosts import HostLimiter
 from emingest.transports.retry import retry_call
 from emingest.transports.settings import TransportSettings
 
@@ -51,6 +53,8 @@ def _split(url: str) -> tuple[str, int, str]:
 
 
 def _translate(err: BaseException, url: str, doing: str) -> Exception:
+    if storage_cause(err) is not None:  # our disk, not the server: never retried
+        return storage_error(err)
     if isinstance(err, ftplib.error_perm):
         text = str(err)
         if text.startswith("550"):
@@ -214,7 +218,12 @@ class FtpTransport:
                     finally:
                         conn.close()
                     ftp.voidresp()
-                except (EntryNotFoundError, IntegrityError, TransientSourceError):
+                except (
+                    EntryNotFoundError,
+                    IntegrityError,
+                    TransientSourceError,
+                    LocalStorageError,
+                ):
                     raise
                 except Exception as err:
                     raise _translate(err, url, "downloading") from err
@@ -266,14 +275,6 @@ class FtpTransport:
                     raise
                 log.info("%s: REST refused (%s); downloading from the start", url, err)
         return ftp.transfercmd(f"RETR {path}"), 0
-
-    # -- off the event loop --------------------------------------------------------------------
-
-    async def list_dir_async(self, url: str) -> list[RemoteEntry]:
-        return await asyncio.to_thread(self.list_dir, url)
-
-    async def download_async(self, url: str, final: Path, **kwargs: object) -> DownloadedFile:
-        return await asyncio.to_thread(self.download, url, final, **kwargs)  # type: ignore[arg-type]
 
 
 __all__ = ["FtpTransport", "RemoteEntry"]

@@ -28,6 +28,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import (
     EntryNotFoundError,
     IntegrityError,
@@ -35,13 +36,9 @@ from emingest.errors import (
     SourceError,
     TransientSourceError,
 )
-from emingest.transports.download import (
-    DownloadedFile,
-    HostLimiter,
-    PartialFile,
-    PrefixHasher,
-    RunningDigest,
-)
+from emingest.transports.cache import DownloadedFile, PartialFile
+from emingest.transports.digest import PrefixHasher, RunningDigest
+from emingest.transports.hosts import HostLimiter
 from emingest.transports.retry import parse_retry_after, retry_call
 from emingest.transports.settings import TransportSettings
 
@@ -70,8 +67,12 @@ def _host(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
-def _translate(err: BaseException, url: str, doing: str) -> Exception:
-    """A library exception as one of ours (transient where a retry may help)."""
+def translate_error(err: BaseException, url: str, doing: str) -> Exception:
+    """A requests/urllib3 exception as one of ours (transient where a retry may help): the
+    one translation of every HTTP client in emingest (plain HTTP and anonymous S3). A full
+    local disk is a :class:`LocalStorageError`, never retried."""
+    if storage_cause(err) is not None and not isinstance(err, requests.RequestException):
+        return storage_error(err)
     timeouts = requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
     if isinstance(err, timeouts):
         return TransientSourceError(f"{url}: timed out while {doing} ({err})")
@@ -157,7 +158,7 @@ class HttpTransport:
                 method, url, params=params, headers=headers, stream=stream, timeout=timeout
             )
         except Exception as err:
-            raise _translate(err, url, f"sending {method}") from err
+            raise translate_error(err, url, f"sending {method}") from err
         raise_for_status(resp, resp.url or url)
         return resp
 
@@ -170,7 +171,7 @@ class HttpTransport:
                 try:
                     return resp.content
                 except Exception as err:
-                    raise _translate(err, url, "reading the answer") from err
+                    raise translate_error(err, url, "reading the answer") from err
                 finally:
                     resp.close()
 
@@ -337,7 +338,7 @@ class HttpTransport:
                                 digest.update(chunk)
                                 moved += len(chunk)
                         except Exception as err:
-                            raise _translate(err, url, "reading the body") from err
+                            raise translate_error(err, url, "reading the body") from err
                 finally:
                     resp.close()
             got = partial.size()
@@ -425,7 +426,7 @@ class HttpTransport:
                         except (IntegrityError, _RangeRefused):
                             raise
                         except Exception as err:
-                            raise _translate(err, url, f"reading segment {index}") from err
+                            raise translate_error(err, url, f"reading segment {index}") from err
                     finally:
                         resp.close()
                 if pos != last + 1:
@@ -456,4 +457,4 @@ class HttpTransport:
         return moved, hasher.hexdigest()
 
 
-__all__ = ["HttpTransport", "RemoteFileInfo", "raise_for_status"]
+__all__ = ["HttpTransport", "RemoteFileInfo", "raise_for_status", "translate_error"]

@@ -9,13 +9,14 @@ S3 driver; this is for the small documents around them (JSON metadata, listings)
 from __future__ import annotations
 
 import threading
-import urllib.parse
 import xml.etree.ElementTree as ET
 
 import requests
 
 from emingest.errors import EntryNotFoundError, RemoteFormatError, SourceError, TransientSourceError
+from emingest.transports.http import translate_error
 from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call
+from emingest.transports.urls import join_below
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -57,7 +58,9 @@ class AnonymousS3:
         return session
 
     def url(self, key: str) -> str:
-        return f"{self.base}/{urllib.parse.quote(key)}"
+        """The object's URL; a key that would leave the bucket (``..``, encoded dots or
+        slashes) raises :class:`RemoteFormatError` before any request."""
+        return join_below(self.base, key)
 
     def s3_url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -66,10 +69,10 @@ class AnonymousS3:
         try:
             answer = self._session.get(url, params=params, timeout=self._timeout)
             body = answer.content
-        except (requests.Timeout, requests.ConnectionError) as err:
-            raise TransientSourceError(f"GET {url}: {type(err).__name__}: {err}") from err
-        except requests.RequestException as err:
-            raise SourceError(f"GET {url}: {err}") from err
+        except Exception as err:
+            # the same rules as every HTTP request: resets, short bodies (requests'
+            # ChunkedEncodingError), timeouts are transient and retried
+            raise translate_error(err, f"GET {url}", "reading the answer") from err
         if answer.status_code == 404:
             return None
         if answer.status_code == 429 or answer.status_code >= 500:

@@ -1,12 +1,16 @@
 """Transport settings: timeouts, limits, retries, segments and the download cache.
 
-A plain pydantic model, constructible from a dict, so it can live in a source's section
-(``[sources.idr.transport]``) today and in a ``[transport]`` section of the settings later.
+A plain pydantic model, constructible from a dict: the ``[transport]`` section of the settings,
+whose keys a source's own ``[sources.<name>.transport]`` overrides. File archives (HTTP, FTP),
+S3 metadata and chunked reads (:mod:`~emingest.transports.tensorstore`) all take theirs here.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +52,18 @@ class TransportSettings(BaseModel):
     )
     segment_bytes: int = Field(64 * MiB, ge=1, description="Size of one Range segment")
     chunk_bytes: int = Field(1 * MiB, ge=1024, description="Read size while streaming")
+    region_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Chunked archives (tensorstore): longest one region read or open may take "
+        "before it is abandoned and retried on fresh connections (a stalled transfer)",
+    )
+    chunk_request_concurrency: int = Field(
+        32, ge=1, description="Chunked archives: chunk GETs in flight per volume"
+    )
+    chunk_request_retries: int = Field(
+        8, ge=0, description="Chunked archives: tensorstore's own retries of each chunk GET"
+    )
     cache_dir: Path | None = Field(
         None, description="Download cache; default <storage.data_root>/.cache/<source>"
     )
@@ -67,6 +83,25 @@ class TransportSettings(BaseModel):
         )
 
 
+def fold_legacy_keys(section: Any, moved: dict[str, tuple[str, Callable[[Any], Any]]]) -> Any:
+    """A source section whose old top-level keys (``region_timeout_s`` of
+    ``[sources.openorganelle]``) are moved into its ``transport`` sub-section, where they live
+    now; for a pydantic ``model_validator(mode="before")``. ``moved``: old key -> (transport
+    key, conversion). An old key overrides the shared ``[transport]`` value, as it did."""
+    if not isinstance(section, dict) or not any(k in section for k in moved):
+        return section
+    out = dict(section)
+    transport = dict(out.get("transport") or {})
+    for old, (new, convert) in moved.items():
+        if old in out:
+            warnings.warn(
+                f"setting {old!r} moved to transport.{new}", DeprecationWarning, stacklevel=2
+            )
+            transport[new] = convert(out.pop(old))
+    out["transport"] = transport
+    return out
+
+
 def default_cache_dir(data_root: Path, source: str, settings: TransportSettings) -> Path:
     """``settings.cache_dir`` when set, else ``<data_root>/.cache/<source>``."""
     if settings.cache_dir is not None:
@@ -74,4 +109,4 @@ def default_cache_dir(data_root: Path, source: str, settings: TransportSettings)
     return Path(data_root) / ".cache" / source
 
 
-__all__ = ["TransportSettings", "default_cache_dir"]
+__all__ = ["TransportSettings", "default_cache_dir", "fold_legacy_keys"]
