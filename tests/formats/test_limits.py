@@ -42,9 +42,9 @@ def test_deflate_bomb_is_refused_naming_file_and_claimed_size(tmp_path: Path) ->
 def test_a_plane_within_limits_but_too_compressed_is_refused(tmp_path: Path) -> None:
     bomb = deflate_bomb(tmp_path / "ratio.tif", width=20_000, length=20_000)  # 400 MB from 84 B
     with pytest.raises(ConversionError, match="compression ratio"):
-        TiffVolume(bomb, DecodeLimits(max_decode_bytes=1 << 30))
+        TiffVolume(bomb, limits=DecodeLimits(max_decode_bytes=1 << 30))
     with pytest.raises(ConversionError, match="max_decode_bytes"):
-        TiffVolume(bomb, DecodeLimits(max_decode_bytes=64 * MiB))
+        TiffVolume(bomb, limits=DecodeLimits(max_decode_bytes=64 * MiB))
 
 
 def test_genuine_compressed_tiffs_still_read(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_absurd_volume_is_refused_by_its_setting(tmp_path: Path) -> None:
     path = tmp_path / "small.tif"
     tifffile.imwrite(path, data, photometric="minisblack")
     with pytest.raises(ConversionError, match="max_volume_bytes"):
-        TiffVolume(path, DecodeLimits(max_volume_bytes=1000))
+        TiffVolume(path, limits=DecodeLimits(max_volume_bytes=1000))
 
 
 BOMB_CHILD = """

@@ -34,7 +34,7 @@ def open_volume(
     if p.suffix.lower() in MRC_SUFFIXES:
         return MrcVolume(p)
     if is_tiff(p):
-        return TiffVolume(p, series, limits)
+        return TiffVolume(p, series, limits=limits)
     raise UnsupportedFormatError(
         f"{p}: not a TIFF, MRC or Zarr input (suffix {p.suffix or 'none'}); "
         "for 2-D images pass their folder or a glob"

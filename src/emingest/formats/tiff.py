@@ -71,7 +71,7 @@ class TiffVolume(FileVolume):
     """
 
     def __init__(
-        self, path: Path, series: int | None = None, limits: DecodeLimits | None = None
+        self, path: Path, series: int | None = None, *, limits: DecodeLimits | None = None
     ) -> None:
         try:
             self._tif = tifffile.TiffFile(path)
