@@ -30,7 +30,7 @@ from emingest.errors import ConversionError, EmingestError
 from emingest.journal import TileJournal
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import Level, plan_levels
-from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
+from emingest.omezarr.pyramid import downsample_mean, downsample_mode
 from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
 from emingest.progress import NullProgress, Progress
 from emingest.records import (
@@ -47,9 +47,9 @@ from emingest.records import (
 )
 from emingest.regions import (
     choose_tile,
-    double_region,
+    coarser_region,
+    finer_region,
     format_region,
-    half_region,
     iter_tiles,
     plane_bands,
     region_nbytes,
@@ -58,6 +58,9 @@ from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, Volu
 from emingest.statistics import StreamingDigest
 
 log = logging.getLogger(__name__)
+
+Downsample = Callable[[np.ndarray, Sequence[int]], np.ndarray]
+"""A pyramid step: (block, per-axis factor) -> the block one level coarser."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
@@ -260,10 +263,8 @@ class Pipeline:
             levels = list(info.levels)
             method = "copied"
         else:
-            levels = plan_levels(
-                info.shape, st.chunk_shape, voxel or (1.0, 1.0, 1.0), max_levels=st.max_levels
-            )
-            method = "nearest" if is_label else "mean"
+            levels = plan_levels(info.shape, st.chunk_shape, voxel, max_levels=st.max_levels)
+            method = "mode" if is_label else "mean"
         writer = OmeZarrWriter(
             paths.store,
             name=info.ref.name,
@@ -283,6 +284,7 @@ class Pipeline:
                 "chunks": list(st.chunk_shape),
                 "shards": list(st.shard_shape) if st.shard_shape else None,
                 "levels": len(levels),
+                "factors": [list(lv.factor) for lv in levels],
                 "zstd": st.zstd_level,
                 "tile_bytes": budget,
             },
@@ -300,7 +302,7 @@ class Pipeline:
             if info.levels:
                 digest = self._copy_levels(label, writer, levels, reader, dtype, journal, budget)
             else:
-                downsample = downsample_nearest2 if is_label else downsample_mean2
+                downsample = downsample_mode if is_label else downsample_mean
                 digest = self._write_levels(
                     label, writer, levels, reader, dtype, journal, budget, downsample
                 )
@@ -334,15 +336,20 @@ class Pipeline:
         dtype: np.dtype[Any],
         journal: TileJournal,
         budget: int,
-        downsample: Callable[[np.ndarray], np.ndarray],
+        downsample: Downsample,
     ) -> StreamingDigest:
         itemsize = dtype.itemsize
         shape = levels[0].shape
         block = writer.write_block
-        # Tiles twice the write block can also write level 1 whole from memory, which saves
-        # decoding all of level 0 again; fall back to single blocks when the budget is small.
-        inline = len(levels) > 1 and int(np.prod(block)) * 8 * itemsize <= budget
-        align = tuple(2 * b for b in block) if inline else block
+        # Tiles of (write block x level 1's factor) on each axis also write level 1 whole from
+        # memory, which saves decoding all of level 0 again; fall back to single blocks when
+        # the budget is small.
+        factor1 = levels[1].factor if len(levels) > 1 else (1, 1, 1)
+        align = tuple(b * f for b, f in zip(block, factor1, strict=True))
+        inline = len(levels) > 1 and int(np.prod(align)) * itemsize <= budget
+        if not inline:
+            align = block
+        shrink1 = int(np.prod(factor1))
         tile = choose_tile(shape, align, itemsize, budget)
         digest = StreamingDigest(dtype)
         digest_done = threading.Event()
@@ -364,8 +371,8 @@ class Pipeline:
             writer.write(0, region, data)
             done = data.nbytes
             if inline:
-                half = downsample(data)
-                writer.write(1, half_region(region, levels[1].shape), half)
+                half = downsample(data, factor1)
+                writer.write(1, coarser_region(region, levels[1].shape, factor1), half)
                 done += half.nbytes
             journal.mark_done(0, idx)
             self.progress.advance(label, done)
@@ -383,7 +390,7 @@ class Pipeline:
         for idx, region in iter_tiles(shape, tile):
             if journal.is_done(0, idx):
                 nbytes = region_nbytes(region, itemsize)
-                self.progress.advance(label, nbytes + (nbytes // 8 if inline else 0))
+                self.progress.advance(label, nbytes + (nbytes // shrink1 if inline else 0))
                 continue
             if ordered is not None:
                 ordered.expect(idx[0])
@@ -392,7 +399,8 @@ class Pipeline:
 
         for lv in range(2 if inline else 1, len(levels)):
             tasks = []
-            tile_l = choose_tile(levels[lv].shape, block, itemsize, max(budget // 8, 1))
+            shrink = int(np.prod(levels[lv].factor))
+            tile_l = choose_tile(levels[lv].shape, block, itemsize, max(budget // shrink, 1))
             for idx, region in iter_tiles(levels[lv].shape, tile_l):
                 if journal.is_done(lv, idx):
                     self.progress.advance(label, region_nbytes(region, itemsize))
@@ -422,22 +430,25 @@ class Pipeline:
         levels: list[Level],
         dtype: np.dtype[Any],
         budget: int,
-        downsample: Callable[[np.ndarray], np.ndarray],
+        downsample: Downsample,
     ) -> np.ndarray:
         """Level ``lv``'s ``region`` from the level below, read in z-slabs of at most
         ``budget`` bytes. A region is at least one write block (a whole shard when sharded),
-        and its footprint below is 8 times that: read at once, 256^3 shards of uint8 cost
-        1.5 GiB RSS at 3 workers. Slabs start on even planes, so the result is the same."""
-        src = double_region(region, levels[lv - 1].shape)
+        and its footprint below is up to 8 times that: read at once, 256^3 shards of uint8
+        cost 1.5 GiB RSS at 3 workers. Slabs start on multiples of the z factor, so the
+        result is the same."""
+        factor = levels[lv].factor
+        fz = factor[0]
+        src = finer_region(region, levels[lv - 1].shape, factor)
         plane = (src[1].stop - src[1].start) * (src[2].stop - src[2].start) * dtype.itemsize
-        step = max(2, budget // max(plane, 1) // 2 * 2)
+        step = max(fz, budget // max(plane, 1) // fz * fz)
         if src[0].stop - src[0].start <= step:
-            return downsample(writer.read(lv - 1, src))
+            return downsample(writer.read(lv - 1, src), factor)
         out = np.empty(tuple(r.stop - r.start for r in region), dtype)
         for z0 in range(src[0].start, src[0].stop, step):
             slab = (slice(z0, min(z0 + step, src[0].stop)), src[1], src[2])
-            half = downsample(writer.read(lv - 1, slab))
-            first = (z0 - src[0].start) // 2
+            half = downsample(writer.read(lv - 1, slab), factor)
+            first = (z0 - src[0].start) // fz
             out[first : first + half.shape[0]] = half
         return out
 
