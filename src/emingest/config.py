@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -65,17 +65,25 @@ class PipelineSettings(_Section):
         description="Largest region one task reads at once; peak memory ~ workers x 3 x this",
     )
     concurrent_volumes: int = Field(2, ge=1, description="Volumes ingested at the same time")
-    executor: str = Field(
-        "threads", description="'threads' (the only one so far; see docs/architecture.md)"
+    executor: Literal["threads", "dask"] = Field(
+        "threads",
+        description="'threads' (this process) or 'dask' (a Dask cluster; pip install "
+        "'emingest[dask]'; docs/scaling.md)",
+    )
+    scheduler: str = Field(
+        "local",
+        description="With executor 'dask': 'local' starts a LocalCluster of `workers` "
+        "processes; else the scheduler's address, e.g. tcp://host:8786",
+    )
+    scheduler_timeout_s: float = Field(
+        30.0, gt=0, description="How long to wait for the Dask scheduler at `scheduler`"
     )
 
-    @field_validator("executor")
+    @field_validator("scheduler")
     @classmethod
-    def _known_executor(cls, v: str) -> str:
-        # Region tasks share in-process state (the tile journal, the writer, progress), so an
-        # executor in other processes, such as a Dask cluster, needs more than a setting.
-        if v != "threads":
-            raise ValueError(f"executor {v!r} is not supported yet; use 'threads'")
+    def _scheduler_address(cls, v: str) -> str:
+        if v != "local" and "://" not in v:
+            raise ValueError(f"scheduler {v!r}: 'local' or an address like tcp://host:8786")
         return v
 
 

@@ -11,13 +11,13 @@ complete (``_OrderedDigest``), so no voxel crosses the network twice.
 
 from __future__ import annotations
 
-import functools
+import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,10 @@ import numpy as np
 from emingest.catalog import index_record
 from emingest.config import Settings
 from emingest.errors import ConversionError, EmingestError
+from emingest.executors import region_executor
 from emingest.journal import TileJournal
 from emingest.memory import limit_malloc_arenas
-from emingest.omezarr.metadata import Level, plan_levels
-from emingest.omezarr.pyramid import downsample_mean, downsample_mode
+from emingest.omezarr.metadata import plan_levels
 from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
 from emingest.progress import NullProgress, Progress
 from emingest.records import (
@@ -45,11 +45,15 @@ from emingest.records import (
     utc_now,
     write_record,
 )
+from emingest.region_tasks import (
+    ReaderSpec,
+    RegionTask,
+    VolumeContext,
+    VolumePlan,
+    WriterSpec,
+)
 from emingest.regions import (
     choose_tile,
-    coarser_region,
-    finer_region,
-    format_region,
     iter_tiles,
     plane_bands,
     region_nbytes,
@@ -59,8 +63,6 @@ from emingest.statistics import StreamingDigest
 
 log = logging.getLogger(__name__)
 
-Downsample = Callable[[np.ndarray, Sequence[int]], np.ndarray]
-"""A pyramid step: (block, per-axis factor) -> the block one level coarser."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
@@ -135,14 +137,12 @@ class Pipeline:
         limit_malloc_arenas()  # RSS follows the tiles, not the run's length (emingest.memory)
         self.settings = settings
         self.progress = progress or NullProgress()
-        self._own_executor = executor is None
-        self.executor = executor or ThreadPoolExecutor(
-            settings.pipeline.workers, thread_name_prefix="emingest-region"
-        )
+        # ``executor`` (a concurrent.futures one) wins; else ``pipeline.executor`` says: a
+        # thread pool of ``pipeline.workers``, or a Dask cluster.
+        self.regions = region_executor(settings.pipeline, executor)
 
     def close(self) -> None:
-        if self._own_executor:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+        self.regions.close()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -265,29 +265,38 @@ class Pipeline:
         else:
             levels = plan_levels(info.shape, st.chunk_shape, voxel, max_levels=st.max_levels)
             method = "mode" if is_label else "mean"
-        writer = OmeZarrWriter(
-            paths.store,
+        writer_spec = WriterSpec(
+            path=paths.store,
             name=info.ref.name,
-            levels=levels,
-            dtype=dtype,
+            levels=tuple(levels),
+            dtype=dtype.str,
             chunk_shape=st.chunk_shape,
             shard_shape=st.shard_shape,
             zstd_level=st.zstd_level,
             method=method,
             label=is_label,
         )
-        journal = TileJournal(
-            paths.journal,
-            {
-                "shape": list(info.shape),
-                "dtype": dtype.str,
-                "chunks": list(st.chunk_shape),
-                "shards": list(st.shard_shape) if st.shard_shape else None,
-                "levels": len(levels),
-                "factors": [list(lv.factor) for lv in levels],
-                "zstd": st.zstd_level,
-                "tile_bytes": budget,
-            },
+        writer = writer_spec.open()
+        journal_plan = {
+            "shape": list(info.shape),
+            "dtype": dtype.str,
+            "chunks": list(st.chunk_shape),
+            "shards": list(st.shard_shape) if st.shard_shape else None,
+            "levels": len(levels),
+            "factors": [list(lv.factor) for lv in levels],
+            "zstd": st.zstd_level,
+            "tile_bytes": budget,
+        }
+        journal = TileJournal(paths.journal, journal_plan)
+        plan = VolumePlan(
+            key=f"{paths.store}:{json.dumps(journal_plan, sort_keys=True)}",
+            label=label,
+            reader=ReaderSpec(info.ref.source, self.settings, info.ref),
+            writer=writer_spec,
+            levels=tuple(levels),
+            dtype=dtype.str,
+            budget=budget,
+            is_label=is_label,
         )
         resuming = not force and paths.store.exists() and journal.load()
         if not resuming:
@@ -300,12 +309,9 @@ class Pipeline:
         self.progress.start(label, label, total)
         try:
             if info.levels:
-                digest = self._copy_levels(label, writer, levels, reader, dtype, journal, budget)
+                digest = self._copy_levels(plan, writer, reader, journal)
             else:
-                downsample = downsample_mode if is_label else downsample_mean
-                digest = self._write_levels(
-                    label, writer, levels, reader, dtype, journal, budget, downsample
-                )
+                digest = self._write_levels(plan, writer, reader, journal)
         finally:
             journal.close()
         stats = digest.result()
@@ -329,15 +335,13 @@ class Pipeline:
 
     def _write_levels(
         self,
-        label: str,
+        plan: VolumePlan,
         writer: OmeZarrWriter,
-        levels: list[Level],
         reader: VolumeReader,
-        dtype: np.dtype[Any],
         journal: TileJournal,
-        budget: int,
-        downsample: Downsample,
     ) -> StreamingDigest:
+        label, levels, budget = plan.label, plan.levels, plan.budget
+        dtype = np.dtype(plan.dtype)
         itemsize = dtype.itemsize
         shape = levels[0].shape
         block = writer.write_block
@@ -354,6 +358,7 @@ class Pipeline:
         digest = StreamingDigest(dtype)
         digest_done = threading.Event()
         buffers = _ReusedBuffers(reader, dtype)
+        ctx = VolumeContext(plan, reader, writer, buffers.read)
 
         def run_digest() -> None:
             try:
@@ -362,31 +367,22 @@ class Pipeline:
             finally:
                 digest_done.set()
 
-        def level0_tile(idx: tuple[int, ...], region: Region) -> None:
-            data = buffers.read(region)
-            if data.shape != tuple(s.stop - s.start for s in region):
-                raise ConversionError(
-                    f"{label}: reader returned {data.shape} for region {format_region(region)}"
-                )
-            writer.write(0, region, data)
-            done = data.nbytes
-            if inline:
-                half = downsample(data, factor1)
-                writer.write(1, coarser_region(region, levels[1].shape, factor1), half)
-                done += half.nbytes
-            journal.mark_done(0, idx)
-            self.progress.advance(label, done)
-            if ordered is not None:
-                ordered.tile_done(idx[0])
-
         # A remote reader is not read twice: its digest comes from the level 0 just written,
-        # band by band while the other tiles are still being fetched.
+        # band by band while the other tiles are still being fetched. Tasks in other
+        # processes (Dask) cannot share a reader with a digest task, so they digest the same way.
         ordered = None
-        if getattr(reader, "digest_from_store", False):
+        if getattr(reader, "digest_from_store", False) or self.regions.remote:
             ordered = _OrderedDigest(
                 digest, shape, tile, block, budget, itemsize, lambda b: writer.read(0, b)
             )
-        tasks: list[Callable[[], None]] = [] if ordered is not None else [run_digest]
+
+        def done(task: RegionTask, nbytes: int) -> None:
+            journal.mark_done(task.level, task.idx)
+            self.progress.advance(label, nbytes)
+            if ordered is not None and task.level == 0:
+                ordered.tile_done(task.idx[0])
+
+        tasks: list[RegionTask] = []
         for idx, region in iter_tiles(shape, tile):
             if journal.is_done(0, idx):
                 nbytes = region_nbytes(region, itemsize)
@@ -394,8 +390,8 @@ class Pipeline:
                 continue
             if ordered is not None:
                 ordered.expect(idx[0])
-            tasks.append(functools.partial(level0_tile, idx, region))
-        self._run_tasks(tasks)
+            tasks.append(RegionTask("level0", 0, idx, region, inline))
+        self.regions.run(ctx, tasks, done, [] if ordered is not None else [run_digest])
 
         for lv in range(2 if inline else 1, len(levels)):
             tasks = []
@@ -405,68 +401,29 @@ class Pipeline:
                 if journal.is_done(lv, idx):
                     self.progress.advance(label, region_nbytes(region, itemsize))
                     continue
-
-                def level_tile(
-                    lv: int = lv, idx: tuple[int, ...] = idx, region: Region = region
-                ) -> None:
-                    half = self._downsampled(writer, lv, region, levels, dtype, budget, downsample)
-                    writer.write(lv, region, half)
-                    journal.mark_done(lv, idx)
-                    self.progress.advance(label, half.nbytes)
-
-                tasks.append(level_tile)
-            self._run_tasks(tasks)
+                tasks.append(RegionTask("level", lv, idx, region))
+            self.regions.run(ctx, tasks, done)
         if ordered is not None:
             return ordered.finish()
-        if not digest_done.is_set():  # pragma: no cover - _run_tasks waited for it
+        if not digest_done.is_set():  # pragma: no cover - run() waited for it
             raise ConversionError(f"{label}: digest did not finish")
         return digest
 
-    @staticmethod
-    def _downsampled(
-        writer: OmeZarrWriter,
-        lv: int,
-        region: Region,
-        levels: list[Level],
-        dtype: np.dtype[Any],
-        budget: int,
-        downsample: Downsample,
-    ) -> np.ndarray:
-        """Level ``lv``'s ``region`` from the level below, read in z-slabs of at most
-        ``budget`` bytes. A region is at least one write block (a whole shard when sharded),
-        and its footprint below is up to 8 times that: read at once, 256^3 shards of uint8
-        cost 1.5 GiB RSS at 3 workers. Slabs start on multiples of the z factor, so the
-        result is the same."""
-        factor = levels[lv].factor
-        fz = factor[0]
-        src = finer_region(region, levels[lv - 1].shape, factor)
-        plane = (src[1].stop - src[1].start) * (src[2].stop - src[2].start) * dtype.itemsize
-        step = max(fz, budget // max(plane, 1) // fz * fz)
-        if src[0].stop - src[0].start <= step:
-            return downsample(writer.read(lv - 1, src), factor)
-        out = np.empty(tuple(r.stop - r.start for r in region), dtype)
-        for z0 in range(src[0].start, src[0].stop, step):
-            slab = (slice(z0, min(z0 + step, src[0].stop)), src[1], src[2])
-            half = downsample(writer.read(lv - 1, slab), factor)
-            first = (z0 - src[0].start) // fz
-            out[first : first + half.shape[0]] = half
-        return out
-
     def _copy_levels(
         self,
-        label: str,
+        plan: VolumePlan,
         writer: OmeZarrWriter,
-        levels: list[Level],
         reader: Any,
-        dtype: np.dtype[Any],
         journal: TileJournal,
-        budget: int,
     ) -> StreamingDigest:
         """Copy the archive's own pyramid; level 0 is digested band by band while the copy
-        goes on (from the written store when the source is remote, else from the source)."""
+        goes on (from the written store when the source is remote or tasks run elsewhere,
+        else from the source)."""
+        label, levels, budget = plan.label, plan.levels, plan.budget
+        dtype = np.dtype(plan.dtype)
         itemsize = dtype.itemsize
         block = writer.write_block
-        if getattr(reader, "digest_from_store", False):
+        if getattr(reader, "digest_from_store", False) or self.regions.remote:
             read0: Callable[[Region], np.ndarray] = lambda band: writer.read(0, band)  # noqa: E731
         else:
             read0 = lambda band: reader.read_level(0, band)  # noqa: E731
@@ -474,7 +431,14 @@ class Pipeline:
         ordered = _OrderedDigest(
             StreamingDigest(dtype), levels[0].shape, tile0, block, budget, itemsize, read0
         )
-        tasks: list[Callable[[], None]] = []
+
+        def done(task: RegionTask, nbytes: int) -> None:
+            journal.mark_done(task.level, task.idx)
+            self.progress.advance(label, nbytes)
+            if task.level == 0:
+                ordered.tile_done(task.idx[0])
+
+        tasks: list[RegionTask] = []
         for lv, level in enumerate(levels):
             tile = tile0 if lv == 0 else choose_tile(level.shape, block, itemsize, budget)
             for idx, region in iter_tiles(level.shape, tile):
@@ -483,32 +447,9 @@ class Pipeline:
                     continue
                 if lv == 0:
                     ordered.expect(idx[0])
-
-                def copy_tile(
-                    lv: int = lv, idx: tuple[int, ...] = idx, region: Region = region
-                ) -> None:
-                    data = reader.read_level(lv, region)
-                    writer.write(lv, region, data)
-                    journal.mark_done(lv, idx)
-                    self.progress.advance(label, data.nbytes)
-                    if lv == 0:
-                        ordered.tile_done(idx[0])
-
-                tasks.append(copy_tile)
-        self._run_tasks(tasks)
+                tasks.append(RegionTask("copy", lv, idx, region))
+        self.regions.run(VolumeContext(plan, reader, writer), tasks, done)
         return ordered.finish()
-
-    def _run_tasks(self, tasks: list[Callable[[], None]]) -> None:
-        """Run tasks on the executor; on the first failure cancel the rest and raise it."""
-        futures: list[Future[None]] = [self.executor.submit(t) for t in tasks]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in done if f.exception() is not None), None)
-        if failed is None:
-            return
-        for f in pending:
-            f.cancel()
-        wait(pending)
-        raise failed.exception()  # type: ignore[misc]
 
 
 class _ReusedBuffers:

@@ -1,0 +1,144 @@
+"""Where region tasks run: threads of this process, or a Dask cluster.
+
+Both take the same :class:`~emingest.region_tasks.RegionTask` list and call ``on_done(task,
+nbytes)`` once per finished task; the first failure cancels the rest and is raised. The
+thread executor calls ``on_done`` in the worker thread, the Dask one in the driver as results
+come back: either way the driver's journal, digest order and progress see every tile once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from emingest.config import PipelineSettings
+from emingest.errors import ConfigError
+from emingest.region_tasks import RegionTask, VolumeContext, VolumePlan, run_in_worker, run_region
+
+log = logging.getLogger(__name__)
+
+OnDone = Callable[[RegionTask, int], None]
+
+
+class ThreadRegionExecutor:
+    """Tasks on a ``concurrent.futures`` executor in this process, sharing the driver's open
+    reader and writer (numpy, codecs and I/O release the GIL)."""
+
+    remote = False
+    """Tasks see this process's reader, so a local digest task can read the source."""
+
+    def __init__(self, executor: Executor, *, own: bool) -> None:
+        self.executor = executor
+        self._own = own
+
+    def run(
+        self,
+        ctx: VolumeContext,
+        tasks: Sequence[RegionTask],
+        on_done: OnDone,
+        extra: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        def one(task: RegionTask) -> None:
+            on_done(task, run_region(task, ctx))
+
+        futures: list[Future[None]] = [self.executor.submit(f) for f in extra]
+        futures += [self.executor.submit(one, t) for t in tasks]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in done if f.exception() is not None), None)
+        if failed is None:
+            return
+        for f in pending:
+            f.cancel()
+        wait(pending)
+        raise failed.exception()  # type: ignore[misc]
+
+    def close(self) -> None:
+        if self._own:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskRegionExecutor:
+    """Tasks on a Dask distributed cluster: a LocalCluster of ``workers`` single-threaded
+    processes that emingest starts (``scheduler = "local"``), or the scheduler at an address
+    (``tcp://host:8786``). Each task opens the source and the store in its worker; the output
+    folder must be the same path for every worker (one machine, or a shared file system)."""
+
+    remote = True
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as err:
+            raise ConfigError(
+                "pipeline.executor = 'dask' needs Dask distributed: pip install 'emingest[dask]'"
+            ) from err
+        self._cluster: Any = None
+        if settings.scheduler == "local":
+            self._cluster = LocalCluster(
+                n_workers=settings.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # a free port: never collide with another run
+            )
+            self.client = Client(self._cluster)
+        else:
+            try:
+                self.client = Client(settings.scheduler, timeout=settings.scheduler_timeout_s)
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {settings.scheduler}: {err}"
+                ) from err
+        log.info("Dask executor: %s", self.client)
+
+    def run(
+        self,
+        ctx: VolumeContext,
+        tasks: Sequence[RegionTask],
+        on_done: OnDone,
+        extra: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        if extra:  # pragma: no cover - the pipeline digests from the store on Dask
+            raise ValueError("a Dask executor runs region tasks only")
+        from distributed import as_completed
+
+        plan: VolumePlan = ctx.plan
+        if not tasks:
+            return
+        # The plan travels with every task (a few KB): nothing a dying worker held is needed
+        # to rerun a task elsewhere.
+        futures = {
+            self.client.submit(run_in_worker, plan, t, pure=False, key=_key(plan, t)): t
+            for t in tasks
+        }
+        try:
+            for future in as_completed(futures):
+                if future.status != "finished":
+                    future.result()  # raises the task's error
+                on_done(futures[future], int(future.result()))
+        except BaseException:
+            self.client.cancel(list(futures))
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _key(plan: VolumePlan, task: RegionTask) -> str:
+    idx = "-".join(str(i) for i in task.idx)
+    return f"emingest-{task.kind}-{plan.label}-l{task.level}-{idx}-{id(task):x}"
+
+
+def region_executor(
+    settings: PipelineSettings, executor: Executor | None
+) -> ThreadRegionExecutor | DaskRegionExecutor:
+    """The executor ``settings`` name; a given ``concurrent.futures`` executor wins."""
+    if executor is not None:
+        return ThreadRegionExecutor(executor, own=False)
+    if settings.executor == "dask":
+        return DaskRegionExecutor(settings)
+    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="emingest-region")
+    return ThreadRegionExecutor(pool, own=True)
