@@ -202,3 +202,49 @@ def test_unreachable_scheduler_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         Pipeline(settings)
+
+
+@pytest.fixture
+def no_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anonymous S3 only (the LocalCluster's workers inherit this environment)."""
+    missing = str(tmp_path / "missing")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", missing)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def test_an_archive_pyramid_copied_on_dask_is_identical(tmp_path: Path, no_aws: None) -> None:
+    """OpenOrganelle (remote, its own levels): copy tasks open the S3 reader in the worker."""
+    from emingest.sources.openorganelle import OpenOrganelleSource
+    from emingest.testing.openorganelle import OpenOrganelleReplica
+
+    def run(root: Path, endpoint: str, dataset: str, **pipeline: Any) -> VolumeResult:
+        settings = load_settings(
+            environ={},
+            overrides={
+                "storage": {"data_root": str(root), "chunk_shape": [32, 32, 32]},
+                "pipeline": {"workers": 2, "tile_bytes": 256 << 10, **pipeline},
+                "logging": {"log_dir": str(root / "logs")},
+                "sources": {"openorganelle": {"endpoint_url": endpoint}},
+            },
+        )
+        source = OpenOrganelleSource(settings)
+        refs = source.discover([dataset], region="5:67,10:141,33:159")
+        with Pipeline(settings) as pipe:
+            [res] = pipe.run(jobs_for(source, refs))
+        return res
+
+    with OpenOrganelleReplica() as oo:
+        threads = run(tmp_path / "threads", oo.endpoint_url, oo.dataset)
+        dask = run(tmp_path / "dask", oo.endpoint_url, oo.dataset, executor="dask")
+    assert threads.status == dask.status == "complete", (threads.status, dask.status)
+    assert dask.record.sha256 == threads.record.sha256
+    assert dask.record.statistics == threads.record.statistics
+    expected = store_files(Path(threads.record.local_paths.volume))
+    assert len([k for k in expected if k.startswith("s1/")]) > 1
+    assert store_files(Path(dask.record.local_paths.volume)) == expected
