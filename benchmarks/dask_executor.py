@@ -107,7 +107,7 @@ def digest_from_store_seconds(store: Path) -> float:
 def scheduler_rate(address: str, n: int) -> dict[str, float]:
     from distributed import Client, as_completed
 
-    from emingest.region_tasks import trivial_task
+    from emingest.pipeline.tasks import trivial_task
 
     with Client(address) as client:
         client.submit(trivial_task, 0, pure=False).result()  # warm the workers

@@ -27,11 +27,18 @@ import numpy as np
 from emingest.catalog import index_record
 from emingest.config import Settings
 from emingest.errors import ConversionError, EmingestError
-from emingest.executors import region_executor
 from emingest.journal import TileJournal
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import plan_levels
 from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
+from emingest.pipeline.executors import region_executor
+from emingest.pipeline.tasks import (
+    ReaderSpec,
+    RegionTask,
+    VolumeContext,
+    VolumePlan,
+    WriterSpec,
+)
 from emingest.progress import NullProgress, Progress
 from emingest.records import (
     STATUS_COMPLETE,
@@ -44,13 +51,6 @@ from emingest.records import (
     read_record,
     utc_now,
     write_record,
-)
-from emingest.region_tasks import (
-    ReaderSpec,
-    RegionTask,
-    VolumeContext,
-    VolumePlan,
-    WriterSpec,
 )
 from emingest.regions import (
     choose_tile,

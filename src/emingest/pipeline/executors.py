@@ -15,7 +15,7 @@ from typing import Any
 
 from emingest.config import PipelineSettings
 from emingest.errors import ConfigError
-from emingest.region_tasks import RegionTask, VolumeContext, VolumePlan, run_in_worker, run_region
+from emingest.pipeline.tasks import RegionTask, VolumeContext, VolumePlan, run_in_worker, run_region
 
 log = logging.getLogger(__name__)
 
