@@ -423,7 +423,7 @@ def test_an_archive_pyramid_is_copied_with_its_scales(tmp_path: Path) -> None:
 def test_ordered_digest_reads_bands_in_order_whatever_order_tiles_finish() -> None:
     """The level-0 digest of copies runs while tiles are written: a band is read only once
     all its tiles are done, bands are read in C order, and the result is the whole array's."""
-    from emingest.pipeline import _OrderedDigest
+    from emingest.pipeline.digest import OrderedDigest as _OrderedDigest
     from emingest.regions import iter_tiles
     from emingest.statistics import StreamingDigest
 
@@ -456,7 +456,7 @@ def test_ordered_digest_reads_bands_in_order_whatever_order_tiles_finish() -> No
 
 
 def test_ordered_digest_after_a_resume_reads_everything_at_finish() -> None:
-    from emingest.pipeline import _OrderedDigest
+    from emingest.pipeline.digest import OrderedDigest as _OrderedDigest
     from emingest.statistics import StreamingDigest
 
     array = np.arange(16 * 4 * 4, dtype=np.uint16).reshape(16, 4, 4)

@@ -5,8 +5,12 @@ block from memory) -> higher levels from the level below -> digest -> complete r
 Tiles are chunk-aligned and sized by ``pipeline.tile_bytes``, so peak memory is about
 ``workers x tile_bytes x 3`` whatever the volume's size. A journal of finished tiles makes a
 killed run resumable; the digest (sha256 + statistics) streams over the volume in C order in
-its own task, in bounded bands, or, for remote sources, over the written level 0 as its bands
-complete (``_OrderedDigest``), so no voxel crosses the network twice.
+its own task, in bounded bands, or, for remote sources and Dask, over the written level 0 as
+its bands complete (``digest.OrderedDigest``), so no voxel crosses the network twice.
+
+The package: this module holds the volume and record phases; ``levels`` plans and runs the
+level writing and copying; ``tasks`` the self-contained region tasks (and downsampling of
+levels above 1); ``digest`` the level-0 digest; ``executors`` threads or Dask.
 """
 
 from __future__ import annotations
@@ -14,9 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +33,11 @@ from emingest.errors import ConversionError, EmingestError
 from emingest.journal import TileJournal
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import plan_levels
-from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
+from emingest.omezarr.writer import remove_store, store_size_bytes
 from emingest.pipeline.executors import region_executor
+from emingest.pipeline.levels import copy_levels, write_levels
 from emingest.pipeline.tasks import (
     ReaderSpec,
-    RegionTask,
-    VolumeContext,
     VolumePlan,
     WriterSpec,
 )
@@ -52,14 +54,7 @@ from emingest.records import (
     utc_now,
     write_record,
 )
-from emingest.regions import (
-    choose_tile,
-    iter_tiles,
-    plane_bands,
-    region_nbytes,
-)
-from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
-from emingest.statistics import StreamingDigest
+from emingest.sources.base import Source, VolumeInfo, VolumeReader, VolumeRef
 
 log = logging.getLogger(__name__)
 
@@ -309,9 +304,9 @@ class Pipeline:
         self.progress.start(label, label, total)
         try:
             if info.levels:
-                digest = self._copy_levels(plan, writer, reader, journal)
+                digest = copy_levels(self.regions, self.progress, plan, writer, reader, journal)
             else:
-                digest = self._write_levels(plan, writer, reader, journal)
+                digest = write_levels(self.regions, self.progress, plan, writer, reader, journal)
         finally:
             journal.close()
         stats = digest.result()
@@ -332,217 +327,6 @@ class Pipeline:
         record.nbytes = info.nbytes
         record.file_size_bytes = store_size_bytes(paths.store)
         record.statistics = stats
-
-    def _write_levels(
-        self,
-        plan: VolumePlan,
-        writer: OmeZarrWriter,
-        reader: VolumeReader,
-        journal: TileJournal,
-    ) -> StreamingDigest:
-        label, levels, budget = plan.label, plan.levels, plan.budget
-        dtype = np.dtype(plan.dtype)
-        itemsize = dtype.itemsize
-        shape = levels[0].shape
-        block = writer.write_block
-        # Tiles of (write block x level 1's factor) on each axis also write level 1 whole from
-        # memory, which saves decoding all of level 0 again; fall back to single blocks when
-        # the budget is small.
-        factor1 = levels[1].factor if len(levels) > 1 else (1, 1, 1)
-        align = tuple(b * f for b, f in zip(block, factor1, strict=True))
-        inline = len(levels) > 1 and int(np.prod(align)) * itemsize <= budget
-        if not inline:
-            align = block
-        shrink1 = int(np.prod(factor1))
-        tile = choose_tile(shape, align, itemsize, budget)
-        digest = StreamingDigest(dtype)
-        digest_done = threading.Event()
-        buffers = _ReusedBuffers(reader, dtype)
-        ctx = VolumeContext(plan, reader, writer, buffers.read)
-
-        def run_digest() -> None:
-            try:
-                for band in plane_bands(shape, itemsize, budget):
-                    digest.update(buffers.read(band))
-            finally:
-                digest_done.set()
-
-        # A remote reader is not read twice: its digest comes from the level 0 just written,
-        # band by band while the other tiles are still being fetched. Tasks in other
-        # processes (Dask) cannot share a reader with a digest task, so they digest the same way.
-        ordered = None
-        if getattr(reader, "digest_from_store", False) or self.regions.remote:
-            ordered = _OrderedDigest(
-                digest, shape, tile, block, budget, itemsize, lambda b: writer.read(0, b)
-            )
-
-        def done(task: RegionTask, nbytes: int) -> None:
-            journal.mark_done(task.level, task.idx)
-            self.progress.advance(label, nbytes)
-            if ordered is not None and task.level == 0:
-                ordered.tile_done(task.idx[0])
-
-        tasks: list[RegionTask] = []
-        for idx, region in iter_tiles(shape, tile):
-            if journal.is_done(0, idx):
-                nbytes = region_nbytes(region, itemsize)
-                self.progress.advance(label, nbytes + (nbytes // shrink1 if inline else 0))
-                continue
-            if ordered is not None:
-                ordered.expect(idx[0])
-            tasks.append(RegionTask("level0", 0, idx, region, inline))
-        self.regions.run(ctx, tasks, done, [] if ordered is not None else [run_digest])
-
-        for lv in range(2 if inline else 1, len(levels)):
-            tasks = []
-            shrink = int(np.prod(levels[lv].factor))
-            tile_l = choose_tile(levels[lv].shape, block, itemsize, max(budget // shrink, 1))
-            for idx, region in iter_tiles(levels[lv].shape, tile_l):
-                if journal.is_done(lv, idx):
-                    self.progress.advance(label, region_nbytes(region, itemsize))
-                    continue
-                tasks.append(RegionTask("level", lv, idx, region))
-            self.regions.run(ctx, tasks, done)
-        if ordered is not None:
-            return ordered.finish()
-        if not digest_done.is_set():  # pragma: no cover - run() waited for it
-            raise ConversionError(f"{label}: digest did not finish")
-        return digest
-
-    def _copy_levels(
-        self,
-        plan: VolumePlan,
-        writer: OmeZarrWriter,
-        reader: Any,
-        journal: TileJournal,
-    ) -> StreamingDigest:
-        """Copy the archive's own pyramid; level 0 is digested band by band while the copy
-        goes on (from the written store when the source is remote or tasks run elsewhere,
-        else from the source)."""
-        label, levels, budget = plan.label, plan.levels, plan.budget
-        dtype = np.dtype(plan.dtype)
-        itemsize = dtype.itemsize
-        block = writer.write_block
-        if getattr(reader, "digest_from_store", False) or self.regions.remote:
-            read0: Callable[[Region], np.ndarray] = lambda band: writer.read(0, band)  # noqa: E731
-        else:
-            read0 = lambda band: reader.read_level(0, band)  # noqa: E731
-        tile0 = choose_tile(levels[0].shape, block, itemsize, budget)
-        ordered = _OrderedDigest(
-            StreamingDigest(dtype), levels[0].shape, tile0, block, budget, itemsize, read0
-        )
-
-        def done(task: RegionTask, nbytes: int) -> None:
-            journal.mark_done(task.level, task.idx)
-            self.progress.advance(label, nbytes)
-            if task.level == 0:
-                ordered.tile_done(task.idx[0])
-
-        tasks: list[RegionTask] = []
-        for lv, level in enumerate(levels):
-            tile = tile0 if lv == 0 else choose_tile(level.shape, block, itemsize, budget)
-            for idx, region in iter_tiles(level.shape, tile):
-                if journal.is_done(lv, idx):
-                    self.progress.advance(label, region_nbytes(region, itemsize))
-                    continue
-                if lv == 0:
-                    ordered.expect(idx[0])
-                tasks.append(RegionTask("copy", lv, idx, region))
-        self.regions.run(VolumeContext(plan, reader, writer), tasks, done)
-        return ordered.finish()
-
-
-class _ReusedBuffers:
-    """One read buffer per thread, reused from region to region: a fresh allocation's first
-    touch runs at ~0.5 GB/s here (performance.md), a reused one at memcpy speed. Used when the
-    reader offers ``read_into``; the data must not outlive the task that read it."""
-
-    def __init__(self, reader: Any, dtype: np.dtype[Any]) -> None:
-        self._read_into = getattr(reader, "read_into", None)
-        self._read = reader.read
-        self._dtype = dtype
-        self._local = threading.local()
-
-    def read(self, region: Region) -> np.ndarray:
-        if self._read_into is None:
-            return self._read(region)
-        shape = tuple(s.stop - s.start for s in region)
-        n = int(np.prod(shape)) * self._dtype.itemsize
-        flat = getattr(self._local, "flat", None)
-        if flat is None or flat.size < n:
-            flat = self._local.flat = np.empty(n, np.uint8)
-        out = flat[:n].view(self._dtype).reshape(shape)
-        return self._read_into(region, out)
-
-
-class _OrderedDigest:
-    """sha256 + statistics of level 0 in C order while its tiles are still being written.
-
-    Level 0 is read back in bands of whole planes; a band is read as soon as every tile of
-    the z-rows it touches is written. The worker whose tile completes a band does the reading
-    (one at a time, in order), so no thread ever waits for another: that cannot deadlock a
-    shared pool, whatever ``workers`` and ``concurrent_volumes`` are. Without it the digest
-    was a serial pass after the copy (~0.6 s per 512 MB here)."""
-
-    def __init__(
-        self,
-        digest: StreamingDigest,
-        shape: Sequence[int],
-        tile: Sequence[int],
-        block: Sequence[int],
-        budget: int,
-        itemsize: int,
-        read: Callable[[Region], np.ndarray],
-    ) -> None:
-        self.digest = digest
-        self._tile_z = tile[0]
-        rows = block[0] * shape[1] * shape[2] * itemsize  # whole chunk rows: decoded once
-        self._bands = list(plane_bands(shape, itemsize, min(max(budget, rows), 4 * budget)))
-        self._read = read
-        self._pending: dict[int, int] = {}  # z-row of tiles -> tiles not yet written
-        self._next = 0
-        self._busy = False
-        self._lock = threading.Lock()
-
-    def expect(self, zrow: int) -> None:
-        """One more tile of ``zrow`` is to be written (call before the copy starts)."""
-        self._pending[zrow] = self._pending.get(zrow, 0) + 1
-
-    def tile_done(self, zrow: int) -> None:
-        with self._lock:
-            self._pending[zrow] -= 1
-        self._drain()
-
-    def _ready(self, band: Region) -> bool:
-        zs = band[0]
-        rows = range(zs.start // self._tile_z, (zs.stop - 1) // self._tile_z + 1)
-        return all(self._pending.get(r, 0) == 0 for r in rows)
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if self._busy or self._next >= len(self._bands):
-                    return
-                band = self._bands[self._next]
-                if not self._ready(band):
-                    return
-                self._busy = True
-            try:
-                self.digest.update(self._read(band))
-                with self._lock:
-                    self._next += 1
-            finally:
-                with self._lock:
-                    self._busy = False
-
-    def finish(self) -> StreamingDigest:
-        """After every tile is written (or was, before a resume): the rest, then the digest."""
-        self._drain()
-        if self._next != len(self._bands):
-            raise ConversionError(
-                f"level 0 digest stopped at band {self._next} of {len(self._bands)}"
-            )
-        return self.digest
 
 
 def _drop_raw(paths: Sequence[Path]) -> None:
@@ -597,3 +381,13 @@ def _write_error_record(
         log.error("%s: cannot write the error record either: %s", paths.record, err)
         return None
     return record
+
+
+__all__ = [
+    "Pipeline",
+    "VolumeJob",
+    "VolumePaths",
+    "VolumeResult",
+    "jobs_for",
+    "safe_component",
+]

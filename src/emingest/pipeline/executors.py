@@ -1,6 +1,6 @@
 """Where region tasks run: threads of this process, or a Dask cluster.
 
-Both take the same :class:`~emingest.region_tasks.RegionTask` list and call ``on_done(task,
+Both take the same :class:`~emingest.pipeline.tasks.RegionTask` list and call ``on_done(task,
 nbytes)`` once per finished task; the first failure cancels the rest and is raised. The
 thread executor calls ``on_done`` in the worker thread, the Dask one in the driver as results
 come back: either way the driver's journal, digest order and progress see every tile once.
@@ -127,14 +127,15 @@ class DaskRegionExecutor:
             self._cluster.close()
 
 
+RegionExecutor = ThreadRegionExecutor | DaskRegionExecutor
+
+
 def _key(plan: VolumePlan, task: RegionTask) -> str:
     idx = "-".join(str(i) for i in task.idx)
     return f"emingest-{task.kind}-{plan.label}-l{task.level}-{idx}-{id(task):x}"
 
 
-def region_executor(
-    settings: PipelineSettings, executor: Executor | None
-) -> ThreadRegionExecutor | DaskRegionExecutor:
+def region_executor(settings: PipelineSettings, executor: Executor | None) -> RegionExecutor:
     """The executor ``settings`` name; a given ``concurrent.futures`` executor wins."""
     if executor is not None:
         return ThreadRegionExecutor(executor, own=False)
