@@ -294,3 +294,13 @@ def test_dask_executor_and_scheduler_from_the_environment() -> None:
     assert load_settings(environ={}).pipeline.scheduler == "local"
     with pytest.raises(ConfigError, match="tcp://host:8786"):
         load_settings(environ={}, overrides={"pipeline": {"scheduler": "myhost:8786"}})
+
+
+def test_dask_executor_without_the_extra_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'emingest\[dask\]'"):
+        load_settings(environ={"EMINGEST_PIPELINE__EXECUTOR": "dask"})

@@ -186,9 +186,10 @@ def test_a_killed_driver_resumes_from_its_journal(tmp_path: Path, volume: Any) -
 
 
 def test_missing_dask_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, executor="dask")  # settings refuse it too (test_config)
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if the extra were not installed
-    with pytest.raises(ConfigError, match=r"emingest\[dask\]"):
-        Pipeline(settings_for(tmp_path, executor="dask"))
+    with pytest.raises(ConfigError, match=r"pip install 'emingest\[dask\]'$"):
+        Pipeline(settings)
 
 
 def test_unreachable_scheduler_is_a_config_error(tmp_path: Path) -> None:
@@ -248,3 +249,32 @@ def test_an_archive_pyramid_copied_on_dask_is_identical(tmp_path: Path, no_aws: 
     expected = store_files(Path(threads.record.local_paths.volume))
     assert len([k for k in expected if k.startswith("s1/")]) > 1
     assert store_files(Path(dask.record.local_paths.volume)) == expected
+
+
+class _UnregisteredSource:
+    """A source object that is not in the registry: Dask workers could not reopen it."""
+
+    name = "not-registered"
+
+    def describe(self, ref: Any) -> Any:
+        from emingest.sources.base import VolumeInfo
+
+        return VolumeInfo(ref, (4, 8, 8), np.dtype("uint8"), None)
+
+    def open(self, ref: Any) -> Any:
+        raise AssertionError("never opened: the volume fails before")
+
+
+def test_an_unregistered_source_fails_its_volume_clearly(tmp_path: Path) -> None:
+    from emingest.pipeline import VolumeJob
+    from emingest.sources.base import VolumeRef
+
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    ) as cluster:
+        settings = settings_for(tmp_path, executor="dask", scheduler=cluster.scheduler_address)
+        ref = VolumeRef("not-registered", "x1", "vol")
+        with Pipeline(settings) as pipe:
+            [res] = pipe.run([VolumeJob(_UnregisteredSource(), ref)])  # type: ignore[arg-type]
+    assert res.status.startswith("error: ConfigError: not-registered/x1/vol: Dask workers open")
+    assert "unknown source 'not-registered'" in res.status

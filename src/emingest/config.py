@@ -6,6 +6,7 @@ Precedence, lowest first: built-in defaults < TOML file < environment variables
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tomllib
@@ -78,6 +79,14 @@ class PipelineSettings(_Section):
     scheduler_timeout_s: float = Field(
         30.0, gt=0, description="How long to wait for the Dask scheduler at `scheduler`"
     )
+
+    @field_validator("executor")
+    @classmethod
+    def _executor_installed(cls, v: str) -> str:
+        # Checked here too, so the command line stops with exit 2 before any work starts.
+        if v == "dask" and importlib.util.find_spec("distributed") is None:
+            raise ValueError("executor 'dask' needs Dask distributed: pip install 'emingest[dask]'")
+        return v
 
     @field_validator("scheduler")
     @classmethod

@@ -29,7 +29,7 @@ import numpy as np
 
 from emingest.catalog import index_record
 from emingest.config import Settings
-from emingest.errors import ConversionError, EmingestError
+from emingest.errors import ConfigError, ConversionError, EmingestError
 from emingest.journal import TileJournal
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import plan_levels
@@ -172,6 +172,8 @@ class Pipeline:
         t0 = time.monotonic()
         record: VolumeRecord | None = None
         try:
+            if self.regions.remote:
+                _check_openable_by_name(ref, label)
             info = job.source.describe(ref)
             voxel = job.voxel_size_nm or info.voxel_size_nm
             origin = "user (--voxel-size-nm)" if job.voxel_size_nm else info.voxel_size_origin
@@ -349,6 +351,17 @@ def jobs_for(source: Source, refs: Sequence[VolumeRef], **kw: Any) -> list[Volum
 
 def _labels_note(labels_of: VolumeRef | None) -> dict[str, str]:
     return {} if labels_of is None else {"labels_of": f"{labels_of.source_id}/{labels_of.name}"}
+
+
+def _check_openable_by_name(ref: VolumeRef, label: str) -> None:
+    """Dask workers open the source from its registry name (``ReaderSpec``): fail the volume
+    up front, not in every task, when the name is not registered."""
+    from emingest.sources import get_source_class
+
+    try:
+        get_source_class(ref.source)
+    except ConfigError as err:
+        raise ConfigError(f"{label}: Dask workers open sources by registry name: {err}") from err
 
 
 def _check_reader(reader: VolumeReader, info: VolumeInfo, label: str) -> None:
