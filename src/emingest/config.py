@@ -43,7 +43,10 @@ class StorageSettings(_Section):
         1, ge=-7, le=22, description="zstd level (1: same ratio on EM, fastest)"
     )
     max_levels: int | None = Field(
-        None, ge=1, description="Most pyramid levels (s0 included); None: until one chunk fits"
+        None,
+        ge=1,
+        description="Pyramid levels (s0 included), fewer or more than the rule gives; "
+        "None: until a whole level fits one chunk (docs/pyramid.md)",
     )
     keep_raw: bool = Field(True, description="Keep downloaded originals after conversion")
 

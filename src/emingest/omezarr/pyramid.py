@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from emingest.omezarr.metadata import downsampled_shape
-
 
 def _accumulator(dtype: np.dtype[Any]) -> np.dtype[Any]:
     if dtype.kind == "b":
@@ -106,11 +104,6 @@ def _scratch(slot: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndar
     return flat[:n].view(dtype).reshape(shape)
 
 
-# Output planes voted on at once: the votes hold (block voxels x output) values and counts,
-# so slabs keep that scratch near this many bytes whatever the tile's size.
-_MODE_SLAB_BYTES = 8 << 20
-
-
 def downsample_mode(block: np.ndarray, factor: Sequence[int] = (2, 2, 2)) -> np.ndarray:
     """The most frequent value of each block of ``factor`` voxels, ties to the smaller value:
     the pyramid of a labels image (values are never mixed). Same output shape as
@@ -120,22 +113,32 @@ def downsample_mode(block: np.ndarray, factor: Sequence[int] = (2, 2, 2)) -> np.
     if f == (1, 1, 1):
         return block.copy()
     a = _pad_even(block, f)
-    out_shape = downsampled_shape(a.shape, f)
-    n = f[0] * f[1] * f[2]
-    out = np.empty(out_shape, block.dtype)
-    plane = out_shape[1] * out_shape[2] * n * max(block.dtype.itemsize, 1)
-    slab = max(1, _MODE_SLAB_BYTES // max(plane, 1))
-    for z0 in range(0, out_shape[0], slab):
-        z1 = min(z0 + slab, out_shape[0])
-        part = a[z0 * f[0] : z1 * f[0]]
-        zz, yy, xx = (z1 - z0), out_shape[1], out_shape[2]
-        # (z, fz, y, fy, x, fx) -> (z, y, x, fz*fy*fx): the n votes of each output voxel,
-        # sorted so the first value with the highest count is the smallest such value.
-        votes = part.reshape(zz, f[0], yy, f[1], xx, f[2]).transpose(0, 2, 4, 1, 3, 5)
-        votes = np.sort(votes.reshape(zz, yy, xx, n), axis=-1)
-        counts = np.zeros(votes.shape, np.uint8)
-        for j in range(n):
-            counts += votes == votes[..., j : j + 1]
-        best = np.argmax(counts, axis=-1)
-        out[z0:z1] = np.take_along_axis(votes, best[..., None], axis=-1)[..., 0]
+    # One strided view per position in the block (no copies): views[k][i] is vote k of
+    # output voxel i.
+    views = [
+        a[dz :: f[0], dy :: f[1], dx :: f[2]]
+        for dz in range(f[0])
+        for dy in range(f[1])
+        for dx in range(f[2])
+    ]
+    out = np.array(views[0], copy=True)
+    same = np.ones(out.shape, bool)
+    for v in views[1:]:
+        same &= v == views[0]
+    # Most blocks of a labels image hold one label: only the others are voted on.
+    mixed = np.nonzero(~same)
+    if mixed[0].size:
+        out[mixed] = _vote(np.stack([v[mixed] for v in views], axis=1))
     return out
+
+
+def _vote(votes: np.ndarray) -> np.ndarray:
+    """Per row of ``votes`` (m x n, n <= 8): the most frequent value, ties to the smaller."""
+    n = votes.shape[1]
+    counts = np.zeros(votes.shape, np.uint8)
+    for j in range(n):
+        counts += votes == votes[:, j : j + 1]
+    best = counts.max(axis=1, keepdims=True)
+    # among the values with the highest count, the smallest: others are masked by the row max
+    masked = np.where(counts == best, votes, votes.max(axis=1, keepdims=True))
+    return masked.min(axis=1)
