@@ -126,7 +126,11 @@ def test_a_worker_killed_mid_run_changes_nothing(tmp_path: Path, volume: Any) ->
         run = threading.Thread(target=lambda: results.append(ingest(settings, tif, progress)))
         run.start()
         assert progress.reached.wait(120), "no tile finished"
-        victim = sorted(pids.values())[0]
+        # the victim holds tasks right now: they must be rerun elsewhere
+        busy = {addr: keys for addr, keys in client.processing().items() if keys}
+        assert busy, "no task was running when the worker was to be killed"
+        victim_addr = sorted(busy)[0]
+        victim = pids[victim_addr]
         os.kill(victim, signal.SIGKILL)
         progress.killed.set()
         run.join(180)
