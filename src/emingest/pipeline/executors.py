@@ -4,6 +4,7 @@ Both take the same :class:`~emingest.pipeline.tasks.RegionTask` list and call ``
 nbytes)`` once per finished task; the first failure cancels the rest and is raised. The
 thread executor calls ``on_done`` in the worker thread, the Dask one in the driver as results
 come back: either way the driver's journal, digest order and progress see every tile once.
+``extra`` callables (the digest of a local source) run in this process on both.
 """
 
 from __future__ import annotations
@@ -99,13 +100,13 @@ class DaskRegionExecutor:
         on_done: OnDone,
         extra: Sequence[Callable[[], None]] = (),
     ) -> None:
-        if extra:  # pragma: no cover - the pipeline digests from the store on Dask
-            raise ValueError("a Dask executor runs region tasks only")
         from distributed import as_completed
 
         plan: VolumePlan = ctx.plan
-        if not tasks:
-            return
+        # ``extra`` (the digest of a local source) runs in a thread of the driver, next to the
+        # cluster's tasks: the driver has the source open and reads it from the page cache.
+        local = ThreadPoolExecutor(1, thread_name_prefix="emingest-driver") if extra else None
+        side = [local.submit(f) for f in extra] if local is not None else []
         # The plan travels with every task (a few KB): nothing a dying worker held is needed
         # to rerun a task elsewhere.
         futures = {
@@ -117,9 +118,19 @@ class DaskRegionExecutor:
                 if future.status != "finished":
                     future.result()  # raises the task's error
                 on_done(futures[future], int(future.result()))
+                failed = next((f for f in side if f.done() and f.exception() is not None), None)
+                if failed is not None:
+                    failed.result()
+            for f in side:
+                f.result()
         except BaseException:
             self.client.cancel(list(futures))
+            for f in side:
+                f.cancel()
             raise
+        finally:
+            if local is not None:
+                local.shutdown(wait=True)
 
     def close(self) -> None:
         self.client.close()

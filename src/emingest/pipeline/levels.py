@@ -64,10 +64,10 @@ def write_levels(
             digest_done.set()
 
     # A remote reader is not read twice: its digest comes from the level 0 just written,
-    # band by band while the other tiles are still being fetched. Tasks in other
-    # processes (Dask) cannot share a reader with a digest task, so they digest the same way.
+    # band by band while the other tiles are still being fetched. A local one is digested
+    # by a task of its own in this process (also when the tiles go to Dask).
     ordered = None
-    if getattr(reader, "digest_from_store", False) or regions.remote:
+    if getattr(reader, "digest_from_store", False):
         ordered = OrderedDigest(
             digest, shape, tile, block, budget, itemsize, lambda b: writer.read(0, b)
         )
@@ -115,13 +115,12 @@ def copy_levels(
     journal: TileJournal,
 ) -> StreamingDigest:
     """Copy the archive's own pyramid; level 0 is digested band by band while the copy
-    goes on (from the written store when the source is remote or tasks run elsewhere,
-    else from the source)."""
+    goes on (from the written store when the source is remote, else from the source)."""
     label, levels, budget = plan.label, plan.levels, plan.budget
     dtype = np.dtype(plan.dtype)
     itemsize = dtype.itemsize
     block = writer.write_block
-    if getattr(reader, "digest_from_store", False) or regions.remote:
+    if getattr(reader, "digest_from_store", False):
         read0: Callable[[Region], np.ndarray] = lambda band: writer.read(0, band)  # noqa: E731
     else:
         read0 = lambda band: reader.read_level(0, band)  # noqa: E731
