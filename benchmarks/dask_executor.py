@@ -126,6 +126,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--tasks", type=int, default=5000, help="trivial tasks for the rate")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument(
+        "--dask-default-env",
+        action="store_true",
+        help="start workers with Dask's own environment (MALLOC_TRIM_THRESHOLD_=65536)",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     from ingest_local import make_tiff  # type: ignore[import-not-found]
@@ -137,12 +142,21 @@ def main() -> None:
     print(f"# {platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"# volume {shape} uint8 = {tiff.stat().st_size / MiB:.0f} MiB, 128^3 chunks, 2 workers")
 
+    import dask
     from distributed import LocalCluster
 
+    from emingest.pipeline.executors import worker_environ
+
+    # the environment emingest's own LocalCluster gives its workers, unless --dask-default-env
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    if not args.dask_default_env:
+        environ = worker_environ()
+    print(f"# worker environment: {environ}")
     t0 = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
     startup = time.perf_counter() - t0
     out: dict[str, object] = {"cluster_startup_s": round(startup, 2)}
     try:

@@ -202,8 +202,12 @@ def run_in_worker(plan: VolumePlan, task: RegionTask) -> int:
         if ctx is not None:
             _contexts.move_to_end(plan.key)
     if ctx is None:
+        from emingest.pipeline.digest import ReusedBuffers
+
         reader = plan.reader.open() if plan.reader is not None else None
-        ctx = VolumeContext(plan, reader, plan.writer.open())
+        # reused read buffers, as on threads: a fresh buffer's first touch is slow here
+        read = ReusedBuffers(reader, np.dtype(plan.dtype)).read if reader is not None else None
+        ctx = VolumeContext(plan, reader, plan.writer.open(), read)
         with _contexts_lock:
             _contexts[plan.key] = ctx
             while len(_contexts) > _WORKER_CONTEXTS:
