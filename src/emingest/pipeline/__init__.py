@@ -15,10 +15,10 @@ levels above 1); ``digest`` the level-0 digest; ``executors`` threads or Dask.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -286,7 +286,8 @@ class Pipeline:
         }
         journal = TileJournal(paths.journal, journal_plan)
         plan = VolumePlan(
-            key=f"{paths.store}:{json.dumps(journal_plan, sort_keys=True)}",
+            # new per ingest: a worker never reuses a reader opened on an older file
+            key=f"{paths.store}:{uuid.uuid4().hex}",
             label=label,
             reader=ReaderSpec(info.ref.source, self.settings, info.ref),
             writer=writer_spec,

@@ -78,7 +78,7 @@ class VolumePlan:
     """Everything every region task of one volume needs, whatever process runs it."""
 
     key: str
-    """Unique per volume and write plan (the store path and its journal fingerprint)."""
+    """Unique per ingest of a volume: what a worker caches its open reader and store under."""
     label: str
     reader: ReaderSpec | None
     writer: WriterSpec
