@@ -278,6 +278,29 @@ def test_invalid_global_transport_is_a_config_error() -> None:
         load_settings(environ={}, overrides={"transport": {"per_host_connections": 0}})
 
 
-def test_an_executor_other_than_threads_is_refused_not_ignored() -> None:
-    with pytest.raises(ConfigError, match="executor 'tcp://h:8786' is not supported yet"):
+def test_an_unknown_executor_is_refused_not_ignored() -> None:
+    with pytest.raises(ConfigError, match="'threads' or 'dask'"):
         load_settings(environ={}, overrides={"pipeline": {"executor": "tcp://h:8786"}})
+
+
+def test_dask_executor_and_scheduler_from_the_environment() -> None:
+    env = {
+        "EMINGEST_PIPELINE__EXECUTOR": "dask",
+        "EMINGEST_PIPELINE__SCHEDULER": "tcp://10.0.0.5:8786",
+    }
+    s = load_settings(environ=env)
+    assert s.pipeline.executor == "dask"
+    assert s.pipeline.scheduler == "tcp://10.0.0.5:8786"
+    assert load_settings(environ={}).pipeline.scheduler == "local"
+    with pytest.raises(ConfigError, match="tcp://host:8786"):
+        load_settings(environ={}, overrides={"pipeline": {"scheduler": "myhost:8786"}})
+
+
+def test_dask_executor_without_the_extra_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'emingest\[dask\]'"):
+        load_settings(environ={"EMINGEST_PIPELINE__EXECUTOR": "dask"})

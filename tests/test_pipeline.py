@@ -21,7 +21,7 @@ from ome_zarr_models.v05 import Image
 
 from emingest.config import Settings, load_settings
 from emingest.errors import ConversionError
-from emingest.omezarr.pyramid import downsample_mean2
+from emingest.omezarr.pyramid import downsample_mean2, downsample_mode
 from emingest.pipeline import Pipeline, VolumeJob, VolumePaths
 from emingest.records import read_record, resolve_in_root
 from emingest.sources import create_source
@@ -85,11 +85,13 @@ def test_imagej_tiff_becomes_valid_ome_zarr_with_complete_record(tmp_path: Path)
     group = zarr.open_group(store, mode="r")
     Image.from_zarr(group)  # OME-NGFF 0.5 validation
     np.testing.assert_array_equal(group["s0"][:], a)
-    # s1 is the 2x mean of s0; s2 of s1 (16^3 chunks: 37 -> 19 -> 10 fits one chunk).
+    # s1 is the 2x mean of s0; s2 of s1... until every axis fits one 16^3 chunk.
     s1 = downsample_mean2(a)
     np.testing.assert_array_equal(group["s1"][:], s1)
     np.testing.assert_array_equal(group["s2"][:], downsample_mean2(s1))
-    assert [s.shape for s in rec.scales] == [[37, 70, 90], [19, 35, 45], [10, 18, 23]]
+    np.testing.assert_array_equal(group["s3"][:], downsample_mean2(downsample_mean2(s1)))
+    shapes = [[37, 70, 90], [19, 35, 45], [10, 18, 23], [5, 9, 12]]
+    assert [s.shape for s in rec.scales] == shapes
     assert rec.scales[2].translation_nm == pytest.approx([30.0, 30.0, 30.0])
     assert not VolumePaths.for_ref(tmp_path / "data", _ref_of(res)).journal.exists()
 
@@ -339,7 +341,7 @@ def test_sigkill_then_rerun_resumes_without_rewriting_finished_tiles(tmp_path: P
     np.testing.assert_array_equal(zarr.open_group(paths.store)["s1"][:], downsample_mean2(a))
 
 
-def test_labels_image_attaches_to_its_volume_with_nearest_pyramid(tmp_path: Path) -> None:
+def test_labels_image_attaches_to_its_volume_with_mode_pyramid(tmp_path: Path) -> None:
     image = RecordingSource(em_like((40, 48, 56)))
     mask = (em_like((40, 48, 56), seed=5) > 200).astype(np.uint8) * 255
     labels = RecordingSource(mask)
@@ -363,8 +365,8 @@ def test_labels_image_attaches_to_its_volume_with_nearest_pyramid(tmp_path: Path
     label_group = group["labels"]["gt"]
     ImageLabel.from_zarr(label_group)
     np.testing.assert_array_equal(label_group["s0"][:], mask)
-    # Nearest: every level holds only values that exist in the mask (no mean of 0 and 255).
-    np.testing.assert_array_equal(label_group["s1"][:], mask[::2, ::2, ::2])
+    # Mode: every level holds only values that exist in the mask (no mean of 0 and 255).
+    np.testing.assert_array_equal(label_group["s1"][:], downsample_mode(mask))
     assert set(np.unique(label_group["s2"][:])) <= {0, 255}
     # The image's size on disk does not count its labels.
     assert img_res.record.file_size_bytes == read_record(img_res.record_path).file_size_bytes
@@ -430,7 +432,7 @@ def test_an_archive_pyramid_is_copied_with_its_scales(tmp_path: Path) -> None:
 def test_ordered_digest_reads_bands_in_order_whatever_order_tiles_finish() -> None:
     """The level-0 digest of copies runs while tiles are written: a band is read only once
     all its tiles are done, bands are read in C order, and the result is the whole array's."""
-    from emingest.pipeline import _OrderedDigest
+    from emingest.pipeline.digest import OrderedDigest as _OrderedDigest
     from emingest.regions import iter_tiles
     from emingest.statistics import StreamingDigest
 
@@ -463,7 +465,7 @@ def test_ordered_digest_reads_bands_in_order_whatever_order_tiles_finish() -> No
 
 
 def test_ordered_digest_after_a_resume_reads_everything_at_finish() -> None:
-    from emingest.pipeline import _OrderedDigest
+    from emingest.pipeline.digest import OrderedDigest as _OrderedDigest
     from emingest.statistics import StreamingDigest
 
     array = np.arange(16 * 4 * 4, dtype=np.uint16).reshape(16, 4, 4)

@@ -7,9 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emingest.omezarr.metadata import downsampled_shape
+from emingest.omezarr.pyramid import downsample_mean
 from emingest.regions import (
     choose_tile,
+    coarser_region,
     double_region,
+    finer_region,
     format_region,
     half_region,
     iter_tiles,
@@ -154,3 +157,26 @@ def test_region_nbytes_and_format() -> None:
     r = (slice(2, 5), slice(0, 7), slice(10, 11))
     assert region_nbytes(r, 2) == 3 * 7 * 1 * 2
     assert format_region(r) == "2:5,0:7,10:11"
+
+
+@FAST
+@given(
+    shape=shapes,
+    tile=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+    factor=st.tuples(st.sampled_from([1, 2]), st.sampled_from([1, 2]), st.sampled_from([1, 2])),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_coarser_and_finer_region_agree_with_per_axis_downsampling(
+    shape: tuple[int, int, int], tile: tuple, factor: tuple, seed: int
+) -> None:
+    tile = tuple(t * f for t, f in zip(tile, factor, strict=True))  # tiles are block x factor
+    coarse = downsampled_shape(shape, factor)
+    a = np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+    whole = downsample_mean(a, factor)
+    covered = np.zeros(coarse, dtype=np.int32)
+    for _, region in iter_tiles(shape, tile):
+        c = coarser_region(region, coarse, factor)
+        np.testing.assert_array_equal(downsample_mean(a[region], factor), whole[c])
+        covered[c] += 1
+        assert finer_region(c, shape, factor) == region
+    assert (covered == 1).all()

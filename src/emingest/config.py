@@ -6,12 +6,13 @@ Precedence, lowest first: built-in defaults < TOML file < environment variables
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -49,7 +50,10 @@ class StorageSettings(_Section):
         1, ge=-7, le=22, description="zstd level (1: same ratio on EM, fastest)"
     )
     max_levels: int | None = Field(
-        None, ge=1, description="Most pyramid levels (s0 included); None: until one chunk fits"
+        None,
+        ge=1,
+        description="Pyramid levels (s0 included), fewer or more than the rule gives; "
+        "None: until a whole level fits one chunk (docs/pyramid.md)",
     )
     keep_raw: bool = Field(True, description="Keep downloaded originals after conversion")
 
@@ -82,18 +86,36 @@ class PipelineSettings(_Section):
         description="Largest region one task reads at once; peak memory ~ workers x 3 x this",
     )
     concurrent_volumes: int = Field(2, ge=1, description="Volumes ingested at the same time")
-    executor: str = Field(
-        "threads", description="'threads' (the only one so far; see docs/architecture.md)"
+    executor: Literal["threads", "dask"] = Field(
+        "threads",
+        description="'threads' (this process) or 'dask' (a Dask cluster; pip install "
+        "'emingest[dask]'; docs/scaling.md)",
+    )
+    scheduler: str = Field(
+        "local",
+        description="With executor 'dask': 'local' starts a LocalCluster of `workers` "
+        "processes; else the scheduler's address, e.g. tcp://host:8786",
+    )
+    scheduler_timeout_s: float = Field(
+        30.0, gt=0, description="How long to wait for the Dask scheduler at `scheduler`"
     )
 
     @field_validator("executor")
     @classmethod
-    def _known_executor(cls, v: str) -> str:
-        # Region tasks share in-process state (the tile journal, the writer, progress), so an
-        # executor in other processes, such as a Dask cluster, needs more than a setting.
-        if v != "threads":
-            raise ValueError(f"executor {v!r} is not supported yet; use 'threads'")
+    def _executor_installed(cls, v: str) -> str:
+        # Checked here too, so the command line stops with exit 2 before any work starts.
+        if v == "dask" and importlib.util.find_spec("distributed") is None:
+            raise ValueError("executor 'dask' needs Dask distributed: pip install 'emingest[dask]'")
         return v
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_address(cls, scheduler: str) -> str:
+        if scheduler != "local" and "://" not in scheduler:
+            raise ValueError(
+                f"scheduler {scheduler!r}: 'local' or an address like tcp://host:8786"
+            )
+        return scheduler
 
 
 class LogSettings(_Section):

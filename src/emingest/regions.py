@@ -109,19 +109,35 @@ def iter_tiles(
                 yield idx, region  # type: ignore[misc]
 
 
-def half_region(region: Region, shape_half: Sequence[int]) -> Region:
-    """The region one 2x downsampling of ``region`` covers (starts are even by construction)."""
+def coarser_region(
+    region: Region, shape_coarse: Sequence[int], factor: Sequence[int] = (2, 2, 2)
+) -> Region:
+    """The region of the next level that downsampling ``region`` by ``factor`` covers (starts
+    are multiples of the factor by construction: tiles are aligned to block x factor)."""
     return tuple(  # type: ignore[return-value]
-        slice(s.start // 2, min(_ceil_div(s.stop, 2), n))
-        for s, n in zip(region, shape_half, strict=True)
+        slice(s.start // f, min(_ceil_div(s.stop, f), n))
+        for s, n, f in zip(region, shape_coarse, factor, strict=True)
     )
+
+
+def finer_region(
+    region: Region, shape_fine: Sequence[int], factor: Sequence[int] = (2, 2, 2)
+) -> Region:
+    """The footprint in the level below of a region downsampled by ``factor``."""
+    return tuple(  # type: ignore[return-value]
+        slice(s.start * f, min(s.stop * f, n))
+        for s, n, f in zip(region, shape_fine, factor, strict=True)
+    )
+
+
+def half_region(region: Region, shape_half: Sequence[int]) -> Region:
+    """:func:`coarser_region` by 2 on every axis."""
+    return coarser_region(region, shape_half, (2, 2, 2))
 
 
 def double_region(region: Region, shape_full: Sequence[int]) -> Region:
-    """The level-(l-1) footprint of a level-l region."""
-    return tuple(  # type: ignore[return-value]
-        slice(s.start * 2, min(s.stop * 2, n)) for s, n in zip(region, shape_full, strict=True)
-    )
+    """:func:`finer_region` by 2 on every axis."""
+    return finer_region(region, shape_full, (2, 2, 2))
 
 
 def plane_bands(shape: Sequence[int], itemsize: int, budget_bytes: int) -> Iterator[Region]:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from emingest.omezarr.metadata import downsampled_shape
-from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
+from emingest.omezarr.pyramid import downsample_mean, downsample_mean2, downsample_mode
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -111,11 +111,72 @@ def test_non_3d_block_rejected() -> None:
         downsample_mean2(np.zeros((4, 4), dtype=np.uint8))
 
 
+factors = st.tuples(st.sampled_from([1, 2]), st.sampled_from([1, 2]), st.sampled_from([1, 2]))
+
+
+def _blocks(a: np.ndarray, factor: tuple[int, int, int]):
+    """(output index, the input voxels that output voxel covers) for every output voxel."""
+    out_shape = downsampled_shape(a.shape, factor)
+    for idx in np.ndindex(out_shape):
+        sl = tuple(slice(i * f, (i + 1) * f) for i, f in zip(idx, factor, strict=True))
+        yield idx, a[sl]
+
+
 @FAST
-@given(data=st.data(), shape=shapes)
-def test_nearest_takes_every_second_voxel(data: st.DataObject, shape: tuple) -> None:
-    a = data.draw(hnp.arrays(np.uint32, shape))
-    out = downsample_nearest2(a)
-    assert out.shape == downsampled_shape(shape)
-    for idx in np.ndindex(out.shape):
-        assert out[idx] == a[tuple(2 * i for i in idx)]
+@given(data=st.data(), dtype=st.sampled_from(INT_DTYPES), shape=shapes, factor=factors)
+def test_mean_by_per_axis_factors_matches_reference(
+    data: st.DataObject, dtype: str, shape: tuple, factor: tuple
+) -> None:
+    a = data.draw(hnp.arrays(np.dtype(dtype), shape))
+    out = downsample_mean(a, factor)
+    assert out.dtype == a.dtype
+    assert out.shape == downsampled_shape(shape, factor)
+    for idx, block in _blocks(a, factor):
+        # an odd edge averages the voxels it has
+        assert out[idx] == np.floor(block.astype(np.float64).mean() + 0.5), (idx, block)
+
+
+def test_mean_factor_one_axis_is_untouched() -> None:
+    a = np.arange(2 * 4 * 6, dtype=np.uint16).reshape(2, 4, 6)
+    out = downsample_mean(a, (1, 2, 2))
+    assert out.shape == (2, 2, 3)
+    assert out[1, 0, 0] == round((a[1, 0, 0] + a[1, 0, 1] + a[1, 1, 0] + a[1, 1, 1]) / 4 + 0.01)
+
+
+def reference_mode(block: np.ndarray) -> int:
+    values, counts = np.unique(block, return_counts=True)
+    return int(values[np.argmax(counts)])  # unique sorts: the first maximum is the smallest
+
+
+@FAST
+@given(
+    data=st.data(),
+    shape=shapes,
+    factor=factors,
+    dtype=st.sampled_from(["uint8", "uint32", "int64"]),
+)
+def test_mode_is_the_most_frequent_label_ties_to_smaller(
+    data: st.DataObject, shape: tuple, factor: tuple, dtype: str
+) -> None:
+    # few distinct labels, so ties and majorities both occur
+    a = data.draw(hnp.arrays(np.dtype(dtype), shape, elements=st.integers(0, 3)))
+    out = downsample_mode(a, factor)
+    assert out.dtype == a.dtype
+    assert out.shape == downsampled_shape(shape, factor)
+    for idx, block in _blocks(a, factor):
+        assert out[idx] == reference_mode(block), (idx, block)
+
+
+def test_mode_worked_examples() -> None:
+    a = np.full((2, 2, 2), 7, dtype=np.uint16)
+    a[0, 0, 0] = 3  # first voxel is a minority: nearest sampling would say 3
+    assert downsample_mode(a)[0, 0, 0] == 7
+    b = np.array([5, 5, 5, 5, 2, 2, 2, 2], dtype=np.uint8).reshape(2, 2, 2)
+    assert downsample_mode(b)[0, 0, 0] == 2  # a tie goes to the smaller label
+    c = np.array([[[9]], [[4]], [[4]]], dtype=np.uint8)  # odd z edge: the last voxel alone
+    np.testing.assert_array_equal(downsample_mode(c, (2, 1, 1))[:, 0, 0], [4, 4])
+
+
+def test_factors_must_be_one_or_two() -> None:
+    with pytest.raises(ValueError, match="1 or 2"):
+        downsample_mode(np.zeros((4, 4, 4), np.uint8), (3, 1, 1))

@@ -5,18 +5,22 @@ block from memory) -> higher levels from the level below -> digest -> complete r
 Tiles are chunk-aligned and sized by ``pipeline.tile_bytes``, so peak memory is about
 ``workers x tile_bytes x 3`` whatever the volume's size. A journal of finished tiles makes a
 killed run resumable; the digest (sha256 + statistics) streams over the volume in C order in
-its own task, in bounded bands, or, for remote sources, over the written level 0 as its bands
-complete (``_OrderedDigest``), so no voxel crosses the network twice.
+its own task, in bounded bands, or, for remote sources and Dask, over the written level 0 as
+its bands complete (``digest.OrderedDigest``), so no voxel crosses the network twice.
+
+The package: this module holds the volume and record phases; ``levels`` plans and runs the
+level writing and copying; ``tasks`` the self-contained region tasks (and downsampling of
+levels above 1); ``digest`` the level-0 digest; ``executors`` threads or Dask.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +35,21 @@ from emingest.diskspace import (
     warn_if_short_of_space,
     write_record_in_place,
 )
-from emingest.errors import ConversionError, EmingestError, RunInterrupted
+from emingest.errors import ConfigError, ConversionError, EmingestError, RunInterrupted
 from emingest.fingerprints import check_source
 from emingest.journal import TileJournal
-from emingest.layout import VolumePaths
+from emingest.layout import VolumePaths, safe_component
 from emingest.locks import held, volume_lock_path
 from emingest.memory import limit_malloc_arenas
-from emingest.omezarr.metadata import Level, plan_levels
-from emingest.omezarr.pyramid import downsample_mean2, downsample_nearest2
-from emingest.omezarr.writer import OmeZarrWriter, remove_store, store_size_bytes
+from emingest.omezarr.metadata import plan_levels
+from emingest.omezarr.writer import remove_store, store_size_bytes
+from emingest.pipeline.executors import region_executor
+from emingest.pipeline.levels import copy_levels, write_levels
+from emingest.pipeline.tasks import (
+    ReaderSpec,
+    VolumePlan,
+    WriterSpec,
+)
 from emingest.progress import NullProgress, Progress
 from emingest.records import (
     STATUS_COMPLETE,
@@ -53,17 +63,7 @@ from emingest.records import (
     utc_now,
     write_record,
 )
-from emingest.regions import (
-    choose_tile,
-    double_region,
-    format_region,
-    half_region,
-    iter_tiles,
-    plane_bands,
-    region_nbytes,
-)
-from emingest.sources.base import Region, Source, VolumeInfo, VolumeReader, VolumeRef
-from emingest.statistics import StreamingDigest
+from emingest.sources.base import Source, VolumeInfo, VolumeReader, VolumeRef
 from emingest.voxel_size import checked_voxel_size, plausible_voxel_size
 
 log = logging.getLogger(__name__)
@@ -114,22 +114,18 @@ class Pipeline:
         executor: Executor | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        limit_malloc_arenas()
+        limit_malloc_arenas()  # RSS follows the tiles, not the run's length (emingest.memory)
         # Set (Ctrl-C) to stop: region tasks not started yet end at once, volumes not started
         # are not begun, and records stay resumable ("saving-data" plus the tile journal).
-        self.stop = (
-            stop or threading.Event()
-        )  # RSS follows the tiles, not the run's length (emingest.memory)
+        self.stop = stop or threading.Event()
         self.settings = settings
         self.progress = progress or NullProgress()
-        self._own_executor = executor is None
-        self.executor = executor or ThreadPoolExecutor(
-            settings.pipeline.workers, thread_name_prefix="emingest-region"
-        )
+        # ``executor`` (a concurrent.futures one) wins; else ``pipeline.executor`` says: a
+        # thread pool of ``pipeline.workers``, or a Dask cluster.
+        self.regions = region_executor(settings.pipeline, executor, self.stop)
 
     def close(self) -> None:
-        if self._own_executor:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+        self.regions.close()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -180,6 +176,8 @@ class Pipeline:
         t0 = time.monotonic()
         record: VolumeRecord | None = None
         try:
+            if self.regions.remote:
+                _check_openable_by_name(ref, label)
             info = known or job.source.describe(ref)
             voxel = job.voxel_size_nm or plausible_voxel_size(info.voxel_size_nm)
             origin = "user (--voxel-size-nm)" if job.voxel_size_nm else info.voxel_size_origin
@@ -276,15 +274,13 @@ class Pipeline:
             levels = list(info.levels)
             method = "copied"
         else:
-            levels = plan_levels(
-                info.shape, st.chunk_shape, voxel or (1.0, 1.0, 1.0), max_levels=st.max_levels
-            )
-            method = "nearest" if is_label else "mean"
-        writer = OmeZarrWriter(
-            paths.store,
+            levels = plan_levels(info.shape, st.chunk_shape, voxel, max_levels=st.max_levels)
+            method = "mode" if is_label else "mean"
+        writer_spec = WriterSpec(
+            path=paths.store,
             name=info.ref.name,
-            levels=levels,
-            dtype=dtype,
+            levels=tuple(levels),
+            dtype=dtype.str,
             chunk_shape=st.chunk_shape,
             shard_shape=st.shard_shape,
             zstd_level=st.zstd_level,
@@ -292,18 +288,29 @@ class Pipeline:
             label=is_label,
             unit="nanometer" if voxel else None,  # unknown size: unitless axes, scale 1.0
         )
-        journal = TileJournal(
-            paths.journal,
-            {
-                "shape": list(info.shape),
-                "dtype": dtype.str,
-                "chunks": list(st.chunk_shape),
-                "shards": list(st.shard_shape) if st.shard_shape else None,
-                "levels": len(levels),
-                "zstd": st.zstd_level,
-                "tile_bytes": budget,
-                "source": info.fingerprint,  # a changed source never resumes old tiles
-            },
+        writer = writer_spec.open()
+        journal_plan = {
+            "shape": list(info.shape),
+            "dtype": dtype.str,
+            "chunks": list(st.chunk_shape),
+            "shards": list(st.shard_shape) if st.shard_shape else None,
+            "levels": len(levels),
+            "factors": [list(lv.factor) for lv in levels],
+            "zstd": st.zstd_level,
+            "tile_bytes": budget,
+            "source": info.fingerprint,  # a changed source never resumes old tiles
+        }
+        journal = TileJournal(paths.journal, journal_plan)
+        plan = VolumePlan(
+            # new per ingest: a worker never reuses a reader opened on an older file
+            key=f"{paths.store}:{uuid.uuid4().hex}",
+            label=label,
+            reader=ReaderSpec(info.ref.source, self.settings, info.ref),
+            writer=writer_spec,
+            levels=tuple(levels),
+            dtype=dtype.str,
+            budget=budget,
+            is_label=is_label,
         )
         resuming = not force and paths.store.exists() and journal.load()
         if not resuming:
@@ -316,12 +323,9 @@ class Pipeline:
         self.progress.start(label, label, total)
         try:
             if info.levels:
-                digest = self._copy_levels(label, writer, levels, reader, dtype, journal, budget)
+                digest = copy_levels(self.regions, self.progress, plan, writer, reader, journal)
             else:
-                downsample = downsample_nearest2 if is_label else downsample_mean2
-                digest = self._write_levels(
-                    label, writer, levels, reader, dtype, journal, budget, downsample
-                )
+                digest = write_levels(self.regions, self.progress, plan, writer, reader, journal)
         finally:
             journal.close()
         stats = digest.result()
@@ -343,278 +347,6 @@ class Pipeline:
         record.file_size_bytes = store_size_bytes(paths.store)
         record.statistics = stats
 
-    def _write_levels(
-        self,
-        label: str,
-        writer: OmeZarrWriter,
-        levels: list[Level],
-        reader: VolumeReader,
-        dtype: np.dtype[Any],
-        journal: TileJournal,
-        budget: int,
-        downsample: Callable[[np.ndarray], np.ndarray],
-    ) -> StreamingDigest:
-        itemsize = dtype.itemsize
-        shape = levels[0].shape
-        block = writer.write_block
-        # Tiles twice the write block can also write level 1 whole from memory, which saves
-        # decoding all of level 0 again; fall back to single blocks when the budget is small.
-        inline = len(levels) > 1 and int(np.prod(block)) * 8 * itemsize <= budget
-        align = tuple(2 * b for b in block) if inline else block
-        tile = choose_tile(shape, align, itemsize, budget)
-        digest = StreamingDigest(dtype)
-        digest_done = threading.Event()
-        buffers = _ReusedBuffers(reader, dtype)
-
-        def run_digest() -> None:
-            try:
-                for band in plane_bands(shape, itemsize, budget):
-                    if self.stop.is_set():
-                        raise RunInterrupted("interrupted")
-                    digest.update(buffers.read(band))
-            finally:
-                digest_done.set()
-
-        def level0_tile(idx: tuple[int, ...], region: Region) -> None:
-            data = buffers.read(region)
-            if data.shape != tuple(s.stop - s.start for s in region):
-                raise ConversionError(
-                    f"{label}: reader returned {data.shape} for region {format_region(region)}"
-                )
-            writer.write(0, region, data)
-            done = data.nbytes
-            if inline:
-                half = downsample(data)
-                writer.write(1, half_region(region, levels[1].shape), half)
-                done += half.nbytes
-            journal.mark_done(0, idx)
-            self.progress.advance(label, done)
-            if ordered is not None:
-                ordered.tile_done(idx[0])
-
-        # A remote reader is not read twice: its digest comes from the level 0 just written,
-        # band by band while the other tiles are still being fetched.
-        ordered = None
-        if reader.digest_from_store:
-            ordered = _OrderedDigest(
-                digest, shape, tile, block, budget, itemsize, lambda b: writer.read(0, b)
-            )
-        tasks: list[Callable[[], None]] = [] if ordered is not None else [run_digest]
-        for idx, region in iter_tiles(shape, tile):
-            if journal.is_done(0, idx):
-                nbytes = region_nbytes(region, itemsize)
-                self.progress.advance(label, nbytes + (nbytes // 8 if inline else 0))
-                continue
-            if ordered is not None:
-                ordered.expect(idx[0])
-            tasks.append(functools.partial(level0_tile, idx, region))
-        self._run_tasks(tasks)
-
-        for lv in range(2 if inline else 1, len(levels)):
-            tasks = []
-            tile_l = choose_tile(levels[lv].shape, block, itemsize, max(budget // 8, 1))
-            for idx, region in iter_tiles(levels[lv].shape, tile_l):
-                if journal.is_done(lv, idx):
-                    self.progress.advance(label, region_nbytes(region, itemsize))
-                    continue
-
-                def level_tile(
-                    lv: int = lv, idx: tuple[int, ...] = idx, region: Region = region
-                ) -> None:
-                    half = self._downsampled(writer, lv, region, levels, dtype, budget, downsample)
-                    writer.write(lv, region, half)
-                    journal.mark_done(lv, idx)
-                    self.progress.advance(label, half.nbytes)
-
-                tasks.append(level_tile)
-            self._run_tasks(tasks)
-        if ordered is not None:
-            return ordered.finish()
-        if not digest_done.is_set():  # pragma: no cover - _run_tasks waited for it
-            raise ConversionError(f"{label}: digest did not finish")
-        return digest
-
-    @staticmethod
-    def _downsampled(
-        writer: OmeZarrWriter,
-        lv: int,
-        region: Region,
-        levels: list[Level],
-        dtype: np.dtype[Any],
-        budget: int,
-        downsample: Callable[[np.ndarray], np.ndarray],
-    ) -> np.ndarray:
-        """Level ``lv``'s ``region`` from the level below, read in z-slabs of at most
-        ``budget`` bytes. A region is at least one write block (a whole shard when sharded),
-        and its footprint below is 8 times that: read at once, 256^3 shards of uint8 cost
-        1.5 GiB RSS at 3 workers. Slabs start on even planes, so the result is the same."""
-        src = double_region(region, levels[lv - 1].shape)
-        plane = (src[1].stop - src[1].start) * (src[2].stop - src[2].start) * dtype.itemsize
-        step = max(2, budget // max(plane, 1) // 2 * 2)
-        if src[0].stop - src[0].start <= step:
-            return downsample(writer.read(lv - 1, src))
-        out = np.empty(tuple(r.stop - r.start for r in region), dtype)
-        for z0 in range(src[0].start, src[0].stop, step):
-            slab = (slice(z0, min(z0 + step, src[0].stop)), src[1], src[2])
-            half = downsample(writer.read(lv - 1, slab))
-            first = (z0 - src[0].start) // 2
-            out[first : first + half.shape[0]] = half
-        return out
-
-    def _copy_levels(
-        self,
-        label: str,
-        writer: OmeZarrWriter,
-        levels: list[Level],
-        reader: Any,
-        dtype: np.dtype[Any],
-        journal: TileJournal,
-        budget: int,
-    ) -> StreamingDigest:
-        """Copy the archive's own pyramid; level 0 is digested band by band while the copy
-        goes on (from the written store when the source is remote, else from the source)."""
-        itemsize = dtype.itemsize
-        block = writer.write_block
-        if reader.digest_from_store:
-            read0: Callable[[Region], np.ndarray] = lambda band: writer.read(0, band)  # noqa: E731
-        else:
-            read0 = lambda band: reader.read_level(0, band)  # noqa: E731
-        tile0 = choose_tile(levels[0].shape, block, itemsize, budget)
-        ordered = _OrderedDigest(
-            StreamingDigest(dtype), levels[0].shape, tile0, block, budget, itemsize, read0
-        )
-        tasks: list[Callable[[], None]] = []
-        for lv, level in enumerate(levels):
-            tile = tile0 if lv == 0 else choose_tile(level.shape, block, itemsize, budget)
-            for idx, region in iter_tiles(level.shape, tile):
-                if journal.is_done(lv, idx):
-                    self.progress.advance(label, region_nbytes(region, itemsize))
-                    continue
-                if lv == 0:
-                    ordered.expect(idx[0])
-
-                def copy_tile(
-                    lv: int = lv, idx: tuple[int, ...] = idx, region: Region = region
-                ) -> None:
-                    data = reader.read_level(lv, region)
-                    writer.write(lv, region, data)
-                    journal.mark_done(lv, idx)
-                    self.progress.advance(label, data.nbytes)
-                    if lv == 0:
-                        ordered.tile_done(idx[0])
-
-                tasks.append(copy_tile)
-        self._run_tasks(tasks)
-        return ordered.finish()
-
-    def _unless_stopped(self, task: Callable[[], None]) -> None:
-        if self.stop.is_set():
-            raise RunInterrupted("interrupted")
-        task()
-
-    def _run_tasks(self, tasks: list[Callable[[], None]]) -> None:
-        """Run tasks on the executor; on the first failure cancel the rest and raise it."""
-        futures: list[Future[None]] = [self.executor.submit(self._unless_stopped, t) for t in tasks]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in done if f.exception() is not None), None)
-        if failed is None:
-            return
-        for f in pending:
-            f.cancel()
-        wait(pending)
-        raise failed.exception()  # type: ignore[misc]
-
-
-class _ReusedBuffers:
-    """One read buffer per thread, reused from region to region: a fresh allocation's first
-    touch runs at ~0.5 GB/s here (performance.md), a reused one at memcpy speed. Readers that cannot
-    fill a buffer return their own array (the contract's default ``read_into``); the data must
-    not outlive the task that read it."""
-
-    def __init__(self, reader: VolumeReader, dtype: np.dtype[Any]) -> None:
-        self._read_into = reader.read_into
-        self._dtype = dtype
-        self._local = threading.local()
-
-    def read(self, region: Region) -> np.ndarray:
-        shape = tuple(s.stop - s.start for s in region)
-        n = int(np.prod(shape)) * self._dtype.itemsize
-        flat = getattr(self._local, "flat", None)
-        if flat is None or flat.size < n:
-            flat = self._local.flat = np.empty(n, np.uint8)
-        out = flat[:n].view(self._dtype).reshape(shape)
-        return self._read_into(region, out)
-
-
-class _OrderedDigest:
-    """sha256 + statistics of level 0 in C order while its tiles are still being written.
-
-    Level 0 is read back in bands of whole planes; a band is read as soon as every tile of
-    the z-rows it touches is written. The worker whose tile completes a band does the reading
-    (one at a time, in order), so no thread ever waits for another: that cannot deadlock a
-    shared pool, whatever ``workers`` and ``concurrent_volumes`` are. Without it the digest
-    was a serial pass after the copy (~0.6 s per 512 MB here)."""
-
-    def __init__(
-        self,
-        digest: StreamingDigest,
-        shape: Sequence[int],
-        tile: Sequence[int],
-        block: Sequence[int],
-        budget: int,
-        itemsize: int,
-        read: Callable[[Region], np.ndarray],
-    ) -> None:
-        self.digest = digest
-        self._tile_z = tile[0]
-        rows = block[0] * shape[1] * shape[2] * itemsize  # whole chunk rows: decoded once
-        self._bands = list(plane_bands(shape, itemsize, min(max(budget, rows), 4 * budget)))
-        self._read = read
-        self._pending: dict[int, int] = {}  # z-row of tiles -> tiles not yet written
-        self._next = 0
-        self._busy = False
-        self._lock = threading.Lock()
-
-    def expect(self, zrow: int) -> None:
-        """One more tile of ``zrow`` is to be written (call before the copy starts)."""
-        self._pending[zrow] = self._pending.get(zrow, 0) + 1
-
-    def tile_done(self, zrow: int) -> None:
-        with self._lock:
-            self._pending[zrow] -= 1
-        self._drain()
-
-    def _ready(self, band: Region) -> bool:
-        zs = band[0]
-        rows = range(zs.start // self._tile_z, (zs.stop - 1) // self._tile_z + 1)
-        return all(self._pending.get(r, 0) == 0 for r in rows)
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if self._busy or self._next >= len(self._bands):
-                    return
-                band = self._bands[self._next]
-                if not self._ready(band):
-                    return
-                self._busy = True
-            try:
-                self.digest.update(self._read(band))
-                with self._lock:
-                    self._next += 1
-            finally:
-                with self._lock:
-                    self._busy = False
-
-    def finish(self) -> StreamingDigest:
-        """After every tile is written (or was, before a resume): the rest, then the digest."""
-        self._drain()
-        if self._next != len(self._bands):
-            raise ConversionError(
-                f"level 0 digest stopped at band {self._next} of {len(self._bands)}"
-            )
-        return self.digest
-
 
 def _drop_raw(paths: Sequence[Path]) -> None:
     """``--no-keep-raw``: remove downloaded originals once their volume is complete (a failed
@@ -635,6 +367,17 @@ def jobs_for(source: Source, refs: Sequence[VolumeRef], **kw: Any) -> list[Volum
 
 def _labels_note(labels_of: VolumeRef | None) -> dict[str, str]:
     return {} if labels_of is None else {"labels_of": f"{labels_of.source_id}/{labels_of.name}"}
+
+
+def _check_openable_by_name(ref: VolumeRef, label: str) -> None:
+    """Dask workers open the source from its registry name (``ReaderSpec``): fail the volume
+    up front, not in every task, when the name is not registered."""
+    from emingest.sources import get_source_class
+
+    try:
+        get_source_class(ref.source)
+    except ConfigError as err:
+        raise ConfigError(f"{label}: Dask workers open sources by registry name: {err}") from err
 
 
 def _check_reader(reader: VolumeReader, info: VolumeInfo, label: str) -> None:
@@ -674,3 +417,13 @@ def _write_error_record(
         log.error("%s: this record could not be updated (%s): %s", paths.record, status, err)
         return None
     return record
+
+
+__all__ = [
+    "Pipeline",
+    "VolumeJob",
+    "VolumePaths",
+    "VolumeResult",
+    "jobs_for",
+    "safe_component",
+]

@@ -1,0 +1,184 @@
+"""Where region tasks run: threads of this process, or a Dask cluster.
+
+Both take the same :class:`~emingest.pipeline.tasks.RegionTask` list and call ``on_done(task,
+nbytes)`` once per finished task; the first failure cancels the rest and is raised. The
+thread executor calls ``on_done`` in the worker thread, the Dask one in the driver as results
+come back: either way the driver's journal, digest order and progress see every tile once.
+``extra`` callables (the digest of a local source) run in this process on both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from emingest.config import PipelineSettings
+from emingest.errors import ConfigError, RunInterrupted
+from emingest.pipeline.tasks import RegionTask, VolumeContext, VolumePlan, run_in_worker, run_region
+
+log = logging.getLogger(__name__)
+
+OnDone = Callable[[RegionTask, int], None]
+
+
+class ThreadRegionExecutor:
+    """Tasks on a ``concurrent.futures`` executor in this process, sharing the driver's open
+    reader and writer (numpy, codecs and I/O release the GIL)."""
+
+    remote = False
+    """Tasks see this process's reader, so a local digest task can read the source."""
+
+    def __init__(
+        self, executor: Executor, *, own: bool, stop: threading.Event | None = None
+    ) -> None:
+        self.executor = executor
+        self._own = own
+        self.stop = stop or threading.Event()
+        """Set (Ctrl-C): tasks not started yet end at once with :class:`RunInterrupted`."""
+
+    def run(
+        self,
+        ctx: VolumeContext,
+        tasks: Sequence[RegionTask],
+        on_done: OnDone,
+        extra: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        def one(task: RegionTask) -> None:
+            if self.stop.is_set():
+                raise RunInterrupted("interrupted")
+            on_done(task, run_region(task, ctx))
+
+        futures: list[Future[None]] = [self.executor.submit(f) for f in extra]
+        futures += [self.executor.submit(one, t) for t in tasks]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in done if f.exception() is not None), None)
+        if failed is None:
+            return
+        for f in pending:
+            f.cancel()
+        wait(pending)
+        raise failed.exception()  # type: ignore[misc]
+
+    def close(self) -> None:
+        if self._own:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskRegionExecutor:
+    """Tasks on a Dask distributed cluster: a LocalCluster of ``workers`` single-threaded
+    processes that emingest starts (``scheduler = "local"``), or the scheduler at an address
+    (``tcp://host:8786``). Each task opens the source and the store in its worker; the output
+    folder must be the same path for every worker (one machine, or a shared file system)."""
+
+    remote = True
+
+    def __init__(self, settings: PipelineSettings, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
+        try:
+            from dask import config as dask_config
+            from distributed import Client, LocalCluster
+        except ImportError as err:
+            raise ConfigError(
+                "pipeline.executor = 'dask' needs Dask distributed: pip install 'emingest[dask]'"
+            ) from err
+        self._cluster: Any = None
+        if settings.scheduler == "local":
+            with dask_config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+                self._cluster = LocalCluster(
+                    n_workers=settings.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",  # a free port: never collide with another run
+                )
+            self.client = Client(self._cluster)
+        else:
+            try:
+                self.client = Client(settings.scheduler, timeout=settings.scheduler_timeout_s)
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {settings.scheduler}: {err}"
+                ) from err
+        log.info("Dask executor: %s", self.client)
+
+    def run(
+        self,
+        ctx: VolumeContext,
+        tasks: Sequence[RegionTask],
+        on_done: OnDone,
+        extra: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        from distributed import as_completed
+
+        plan: VolumePlan = ctx.plan
+        # ``extra`` (the digest of a local source) runs in a thread of the driver, next to the
+        # cluster's tasks: the driver has the source open and reads it from the page cache.
+        local = ThreadPoolExecutor(1, thread_name_prefix="emingest-driver") if extra else None
+        side = [local.submit(f) for f in extra] if local is not None else []
+        # The plan travels with every task (a few KB): nothing a dying worker held is needed
+        # to rerun a task elsewhere.
+        futures = {
+            self.client.submit(run_in_worker, plan, t, pure=False, key=_key(plan, t)): t
+            for t in tasks
+        }
+        try:
+            for future in as_completed(futures):
+                if self.stop.is_set():
+                    raise RunInterrupted("interrupted")
+                if future.status != "finished":
+                    future.result()  # raises the task's error
+                on_done(futures[future], int(future.result()))
+                failed = next((f for f in side if f.done() and f.exception() is not None), None)
+                if failed is not None:
+                    failed.result()
+            for f in side:
+                f.result()
+        except BaseException:
+            self.client.cancel(list(futures))
+            for f in side:
+                f.cancel()
+            raise
+        finally:
+            if local is not None:
+                local.shutdown(wait=True)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+RegionExecutor = ThreadRegionExecutor | DaskRegionExecutor
+
+
+def worker_environ() -> dict[str, Any]:
+    """The environment LocalCluster workers start with: Dask's, less its
+    ``MALLOC_TRIM_THRESHOLD_`` (setting it turns off glibc's adaptive mmap threshold, so every
+    tile-sized buffer is a fresh mmap whose pages fault in again: level-0 tasks took twice as
+    long here), plus the two malloc arenas the driver uses (``emingest.memory``)."""
+    from dask import config as dask_config
+
+    environ = dict(dask_config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    environ.setdefault("MALLOC_ARENA_MAX", 2)
+    return environ
+
+
+def _key(plan: VolumePlan, task: RegionTask) -> str:
+    idx = "-".join(str(i) for i in task.idx)
+    return f"emingest-{task.kind}-{plan.label}-l{task.level}-{idx}-{id(task):x}"
+
+
+def region_executor(
+    settings: PipelineSettings, executor: Executor | None, stop: threading.Event | None = None
+) -> RegionExecutor:
+    """The executor ``settings`` name; a given ``concurrent.futures`` executor wins. ``stop``
+    (set on Ctrl-C) ends the tasks not started yet."""
+    if executor is not None:
+        return ThreadRegionExecutor(executor, own=False, stop=stop)
+    if settings.executor == "dask":
+        return DaskRegionExecutor(settings, stop)
+    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="emingest-region")
+    return ThreadRegionExecutor(pool, own=True, stop=stop)
