@@ -59,6 +59,14 @@ class Faults:
     _count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        # Not fields: what the server saw, never a switch (RemoteFaults pushes only fields).
+        self.fired: list[str] = []
+        """Each fault as it fires ("stall", "reset", "truncate" or the status code): tests
+        check that the fault they inject really happened."""
+        self.stalling = threading.Event()
+        """Set when a stall begins (the bytes before the cut are sent): tests act on it."""
+
     def next_request(self) -> int:
         with self._lock:
             self._count += 1
@@ -78,7 +86,15 @@ class Faults:
         self.stall_s = 30.0
         self.range_support = True
         self.omit_from_listing = set()
+        self.fired.clear()
+        self.stalling.clear()
         self.reset_counters()
+
+    def fire(self, kind: str) -> None:
+        """Note a fault that happens now (a stall also sets :attr:`stalling`)."""
+        self.fired.append(kind)
+        if kind == "stall":
+            self.stalling.set()
 
     @staticmethod
     def _hit(every: int, n: int) -> bool:
@@ -205,6 +221,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_status_fault(self, faults: Faults) -> None:
+        faults.fire(str(faults.status_code))
         body = f"{HTTPStatus(faults.status_code).phrase} (injected)".encode()
         self.send_response(faults.status_code)
         self.send_header("Retry-After", f"{faults.retry_after_s:g}")
@@ -328,6 +345,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             pos = upto
             if pos == cut and (stall or reset or truncate):
                 self.wfile.flush()
+                faults.fire("stall" if stall else "reset" if reset else "truncate")
                 if stall:
                     time.sleep(faults.stall_s)
                     stall = False
