@@ -253,6 +253,7 @@ def test_stalls_and_503s_are_survived(tmp_path: Path, empiar: EmpiarReplica) -> 
     settings = settings_for(tmp_path, empiar, transport={"per_host_connections": 4})
     results = run(settings, ["11759", "10310"])
     assert [r.status for r in results] == ["complete"] * 3
+    assert {"503", "stall", "truncate"} <= set(faults.fired)  # each fault really happened
     np.testing.assert_array_equal(stored(results[0]), empiar.expected_stack())
     for result, volume in zip(results[1:], empiar.expected_volumes().values(), strict=True):
         np.testing.assert_array_equal(stored(result), volume)
@@ -264,6 +265,7 @@ def test_api_503_then_200(tmp_path: Path, empiar: EmpiarReplica) -> None:
     source = EmpiarSource(settings_for(tmp_path, empiar))
     (ref,) = source.discover(["11759"])
     assert len(ref.get("members")) == 16
+    assert empiar.faults.fired[:2] == ["503", "503"]
 
 
 def test_corrupt_dm3_fails_its_stack_and_the_rest_completes(

@@ -324,6 +324,7 @@ def test_dvid_survives_faults(fe: FlyEMReplica, faults: Any, tmp_path: Path, fau
         np.testing.assert_array_equal(reader.read(whole(reader.shape)), fe.expected(BOX_SLICES))
     finally:
         reader.close()
+    assert {"status": "503"}.get(fault, fault) in faults.fired  # the fault really happened
 
 
 def test_dvid_throttle_503_is_retried(fe: FlyEMReplica, faults: Any, tmp_path: Path) -> None:
@@ -331,15 +332,26 @@ def test_dvid_throttle_503_is_retried(fe: FlyEMReplica, faults: Any, tmp_path: P
     (ref,) = source.discover([], box=BOX)
     fe.request_log.clear()
     fe.throttle = True  # every throttle=true request answers 503 until switched off
-    timer = threading.Timer(0.3, setattr, (fe, "throttle", False))
-    timer.start()
+    stop = threading.Event()
+
+    def unthrottle_after_three() -> None:  # once three requests were refused, not after a time
+        while faults.fired.count("throttled") < 3 and not stop.wait(0.01):
+            pass
+        fe.throttle = False
+
+    switch = threading.Thread(target=unthrottle_after_three, daemon=True)
+    switch.start()
     reader = source.open(ref)
     try:
         np.testing.assert_array_equal(reader.read(whole(reader.shape)), fe.expected(BOX_SLICES))
     finally:
         reader.close()
-        timer.cancel()
-    assert all("throttle=true" in p for _, p, _ in fe.request_log if "/raw/" in p)
+        stop.set()
+        switch.join()
+    assert faults.fired.count("throttled") >= 3
+    raw = [p for _, p, _ in fe.request_log if "/raw/" in p]
+    assert all("throttle=true" in p for p in raw)
+    assert len(raw) > len(set(raw))  # the refused requests were asked again
 
 
 @pytest.mark.parametrize("fault", ["status", "stall"])
@@ -361,6 +373,7 @@ def test_precomputed_survives_faults(
             np.testing.assert_array_equal(got, fe.expected_scale(2)[z : z + 10])
     finally:
         reader.close()
+    assert {"status": "503"}.get(fault, fault) in faults.fired
 
 
 # -- memory and resume ----------------------------------------------------------------------------

@@ -313,9 +313,13 @@ def test_metadata_503_slowdown_is_retried(
     faults.fail_first = 2
     faults.retry_after_s = 0.01
     faults.reset_counters()
+    oo.clear_request_log()
     source = OpenOrganelleSource(settings_for(tmp_path, oo))
     (ref,) = source.discover([oo.dataset])
     assert source.describe(ref).shape == oo.shape
+    # the first request was refused twice (503 SlowDown) and asked a third time
+    log = [(method, path) for method, path, _ in oo.request_log]
+    assert log[0] == log[1] == log[2], log[:4]
 
 
 def test_stalled_transfer_is_abandoned_and_retried(
