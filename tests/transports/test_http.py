@@ -153,7 +153,18 @@ def test_429_gives_up_after_the_attempts(http_server, fast, tmp_path):
 def test_404_is_entry_not_found(http_server, fast, tmp_path):
     with Downloader(fast, tmp_path) as dl, pytest.raises(EntryNotFoundError, match="404"):
         dl.fetch(http_server.url + "/pub/files/missing.bin")
-    assert not any(tmp_path.iterdir()) or not list(tmp_path.glob("missing.bin"))
+    left = sorted(p.name for p in tmp_path.rglob("*") if "missing" in p.name)
+    assert "missing.bin" not in left and ".missing.bin.part" not in left
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the download state file .missing.bin.part.json stays after a 404 (transports fix)",
+)
+def test_404_leaves_nothing_in_the_cache(http_server, fast, tmp_path):
+    with Downloader(fast, tmp_path) as dl, pytest.raises(EntryNotFoundError):
+        dl.fetch(http_server.url + "/pub/files/missing.bin")
+    assert [p.name for p in tmp_path.rglob("*") if "missing" in p.name] == []
 
 
 @pytest.mark.parametrize(
