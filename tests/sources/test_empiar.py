@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyftpdlib  # noqa: F401  (a broken install fails here, never skips)
 import pytest
+import rsciio.digitalmicrograph  # noqa: F401  (a broken install fails here, never skips)
 import zarr
-
-pytest.importorskip("pyftpdlib")
-pytest.importorskip("rsciio.digitalmicrograph")
 
 from emingest.config import Settings, load_settings
 from emingest.errors import EntryNotFoundError
