@@ -106,6 +106,8 @@ class ReplicaSet:
             out["empiar"] = {
                 "api_url": r["empiar"].api_url,
                 "files_url": r["empiar"].files_http_url,
+                # the listing fallback names a host too: the replica's FTP, never the archive's
+                "fallback_files_url": r["empiar"].files_ftp_url,
             }
         if "epfl" in r:
             out["epfl"] = {"base_url": r["epfl"].base_url}
