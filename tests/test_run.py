@@ -109,3 +109,22 @@ def test_when_no_archive_answers_the_run_says_so_and_points_to_the_demo(tmp_path
     result = runner.invoke(app, ["run", str(cfg), "--preflight-timeout", "2"])
     assert result.exit_code == 1, result.output
     assert "No archive answered" in result.output and "emingest demo" in result.output
+
+
+def test_a_dataset_whose_discovery_fails_is_reported_and_the_others_complete(
+    tmp_path: Path, replicas: ReplicaSet
+) -> None:
+    cfg = write_config(tmp_path / "run.toml", replicas, tmp_path / "data")
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8")
+        + '\n[[datasets]]\nname = "epfl-missing"\nsource = "epfl"\nids = ["nosuch"]\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["run", str(cfg)])
+    assert result.exit_code == 1, result.output
+    rows = summary(result.output)
+    failed = rows[("epfl:epfl-missing", "-")]
+    assert failed.startswith("error:"), failed
+    assert "nosuch" in result.output and "EntryNotFoundError" in result.output
+    others = {k: v for k, v in rows.items() if k[0] != "epfl:epfl-missing"}
+    assert len(others) == 7 and set(others.values()) == {"complete"}
