@@ -475,3 +475,40 @@ def test_ordered_digest_after_a_resume_reads_everything_at_finish() -> None:
     )
     # every tile was written by an earlier run: nothing expected, all read at finish
     assert ordered.finish().sha256 == hashlib.sha256(array.tobytes()).hexdigest()
+
+
+def _png(plane: np.ndarray) -> bytes:
+    """A grayscale PNG written by hand (zlib + CRC chunks): a writer that is not the reader's."""
+    import struct
+    import zlib
+
+    depth = plane.dtype.itemsize * 8
+    rows = plane.astype(plane.dtype.newbyteorder(">"))  # PNG samples are big-endian
+    raw = b"".join(b"\x00" + rows[y].tobytes() for y in range(plane.shape[0]))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", plane.shape[1], plane.shape[0], depth, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_a_folder_of_png_slices_is_ingested_exactly(tmp_path: Path, dtype: str) -> None:
+    a = em_like((11, 37, 45), dtype, seed=8)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for z in range(a.shape[0]):  # natural order: slice_2 before slice_10
+        (folder / f"slice_{z}.png").write_bytes(_png(a[z]))
+    [res] = ingest(settings_for(tmp_path), [folder], voxel=(40.0, 5.0, 5.0))
+    assert res.status == "complete", res.status
+    rec = read_record(res.record_path)
+    assert rec.volume_shape == [11, 37, 45] and rec.dtype == dtype
+    assert rec.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
+    np.testing.assert_array_equal(zarr.open_group(rec.local_paths.volume)["s0"][:], a)
