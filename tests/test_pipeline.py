@@ -512,3 +512,39 @@ def test_a_folder_of_png_slices_is_ingested_exactly(tmp_path: Path, dtype: str) 
     assert rec.volume_shape == [11, 37, 45] and rec.dtype == dtype
     assert rec.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
     np.testing.assert_array_equal(zarr.open_group(rec.local_paths.volume)["s0"][:], a)
+
+
+class ReadIntoSource(RecordingSource):
+    """A reader with ``read_into`` (as local files have): the pipeline hands it buffers."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        super().__init__(array)
+        self.buffers: dict[int, int] = {}  # address -> bytes of the buffer behind each ``out``
+        self.into_calls = 0
+
+    def read_into(self, region: Region, out: np.ndarray) -> np.ndarray:
+        owner = out
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        self.buffers[owner.__array_interface__["data"][0]] = owner.nbytes
+        self.into_calls += 1
+        self.regions.append(region)
+        out[...] = self.array[region]
+        return out
+
+
+def test_reused_read_buffers_stay_within_the_tile_budget(tmp_path: Path) -> None:
+    a = em_like((64, 96, 160), seed=6)
+    budget = 64 << 10
+    src = ReadIntoSource(a)
+    workers = 2
+    with Pipeline(settings_for(tmp_path, tile_bytes=budget, workers=workers)) as pipe:
+        [res] = pipe.run([VolumeJob(src, src.discover([])[0])])
+    assert res.status == "complete", res.status
+    assert res.record.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
+    assert src.into_calls > 2 * workers  # the buffered path was taken, many times
+    largest = max(int(np.prod([s.stop - s.start for s in r])) for r in src.regions)
+    assert largest <= budget < a.nbytes
+    # one buffer per thread, reused: a few buffers, none larger than the budget
+    assert max(src.buffers.values()) <= budget
+    assert len(src.buffers) <= workers + 1  # the workers' and the digest's
