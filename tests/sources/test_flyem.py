@@ -438,18 +438,22 @@ def test_killed_copy_resumes(fe: FlyEMReplica, faults: Any, tmp_path: Path) -> N
     settings = settings_for(tmp_path, fe)
     (ref,) = FlyEMSource(settings).discover([], box=box)
     paths = VolumePaths.for_ref(root, ref)
-    faults.latency_s = 0.05  # slow enough to be killed half way
+    # requests after the 16th are held: the child is stuck half way, whatever the machine's speed
+    faults.hold_after = 16
     cmd = [sys.executable, "-c", _CHILD, fe.dvid_url, str(root), box]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
+    # it cannot finish while held: wait for the tiles its answered requests make (its journal
+    # is the signal), then kill it
     while _journal_lines(paths.journal) < 4 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the copy never started writing tiles"
+        assert time.monotonic() < deadline, "the copy never journaled four tiles"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the copy finished before it could be killed"
+    assert proc.returncode == -signal.SIGKILL, "the held copy ended by itself"
     done = _journal_lines(paths.journal)
     assert done >= 4 and json.loads(paths.record.read_text())["status"] == "saving-data"
+    assert "hold" in faults.fired
     faults.clear()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and rerun.stdout.strip() == "complete", rerun.stderr

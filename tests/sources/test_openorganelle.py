@@ -416,16 +416,19 @@ def test_killed_copy_resumes(oo: OpenOrganelleReplica, faults: Any, tmp_path: Pa
     settings.storage.data_root = root
     (ref,) = OpenOrganelleSource(settings).discover([oo.dataset], region=box)
     paths = VolumePaths.for_ref(root, ref)
-    faults.latency_s = 0.05  # slow enough to be killed half way
+    # requests after the 16th are held: the child is stuck half way, whatever the machine's speed
+    faults.hold_after = 16
     cmd = [sys.executable, "-c", _CHILD, oo.endpoint_url, str(root), oo.dataset, box]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
+    # it cannot finish while held: wait for the tiles its answered requests make (its journal
+    # is the signal), then kill it
     while _journal_lines(paths.journal) < 4 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the copy never started writing tiles"
+        assert time.monotonic() < deadline, "the copy never journaled four tiles"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the copy finished before it could be killed"
+    assert proc.returncode == -signal.SIGKILL, "the held copy ended by itself"
     done = _journal_lines(paths.journal)
     assert done >= 4 and json.loads(paths.record.read_text())["status"] == "saving-data"
     faults.clear()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 16
+HOLD_MAX_S = 120.0
 
 
 @dataclass
@@ -56,6 +57,9 @@ class Faults:
     """False: ignore Range and Accept-Ranges, as servers that only stream do."""
     omit_from_listing: set[str] = field(default_factory=set)
     """File names left out of directory listings (HTML autoindex and FTP)."""
+    hold_after: int = 0
+    """Requests after the Nth are held (not answered) until this is set back to 0 or
+    :data:`HOLD_MAX_S` passes: the client is stuck at a known point, for kill tests."""
     _count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -81,6 +85,7 @@ class Faults:
         self.latency_s = 0.0
         self.stall_every = self.status_every = self.reset_every = self.truncate_every = 0
         self.fail_first = 0
+        self.hold_after = 0
         self.status_code = 503
         self.retry_after_s = 1.0
         self.stall_s = 30.0
@@ -95,6 +100,15 @@ class Faults:
         self.fired.append(kind)
         if kind == "stall":
             self.stalling.set()
+
+    def hold(self, n: int) -> None:
+        """Block request ``n`` while it is past :attr:`hold_after` (retries are held too)."""
+        if not self.hold_after or n <= self.hold_after:
+            return
+        self.fire("hold")
+        deadline = time.monotonic() + HOLD_MAX_S
+        while self.hold_after and n > self.hold_after and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     @staticmethod
     def _hit(every: int, n: int) -> bool:
@@ -199,6 +213,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 continue
             faults = replica.faults
             n = faults.next_request() if faulty else 0
+            if faulty:
+                faults.hold(n)
             if faults.latency_s:
                 time.sleep(faults.latency_s)
             if faulty and (n <= faults.fail_first or Faults._hit(faults.status_every, n)):
