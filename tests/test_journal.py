@@ -4,6 +4,7 @@ pipeline (a volume that failed half way is resumed, or started over when the pla
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,27 +46,39 @@ def test_a_journal_of_another_plan_is_not_resumed(tmp_path: Path) -> None:
 
 
 class FailsPastZ(RecordingSource):
-    """Fails every region that reaches past ``z``: the tiles before it are journaled."""
+    """Fails every region that reaches past ``z``, but only once ``journal`` lists two tiles:
+    whatever order the pool runs tasks in, some tiles are on disk when the volume fails."""
 
-    def __init__(self, array: np.ndarray, z: int) -> None:
+    def __init__(self, array: np.ndarray, z: int, journal: Path) -> None:
         super().__init__(array)
         self.z = z
+        self.journal = journal
 
     def read(self, region: Region) -> np.ndarray:
         if region[0].stop > self.z:
+            deadline = time.monotonic() + 60
+            while _tiles_in(self.journal) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)  # the journal is the other tasks' signal
             raise ConversionError(f"unreadable past z={self.z}")
         return super().read(region)
+
+
+def _tiles_in(journal: Path) -> int:
+    try:
+        return max(0, len(journal.read_text(encoding="utf-8").splitlines()) - 1)
+    except FileNotFoundError:
+        return 0
 
 
 REF = VolumeRef("recording", "r1", "vol")
 
 
 def _half_done(tmp_path: Path, a: np.ndarray, tile_bytes: int) -> VolumePaths:
-    st = settings_for(tmp_path, workers=1, tile_bytes=tile_bytes)
-    with Pipeline(st) as pipe:
-        [res] = pipe.run([VolumeJob(FailsPastZ(a, 32), REF)])
-    assert res.status.startswith("error: ")
+    st = settings_for(tmp_path, workers=2, tile_bytes=tile_bytes)
     paths = VolumePaths.for_ref(tmp_path / "data", REF)
+    with Pipeline(st) as pipe:
+        [res] = pipe.run([VolumeJob(FailsPastZ(a, 32, paths.journal), REF)])
+    assert res.status.startswith("error: ")
     done = paths.journal.read_text().splitlines()[1:]
     assert done, "no tile was journaled before the failure"
     return paths
