@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,12 @@ def write_config(path: Path, replicas: ReplicaSet, data: Path, **source_override
     settings = settings.model_copy(update={"datasets": datasets})
     path.write_text(settings_to_toml(settings))
     return path
+
+
+def summary(output: str) -> dict[tuple[str, str], str]:
+    """(dataset, volume) -> status, from the summary table that ends a run."""
+    rows = [line.split() for line in output.splitlines() if re.match(r"[\w-]+:[\w-]+\s", line)]
+    return {(row[0], row[1]): row[2] for row in rows}
 
 
 def test_an_unreachable_archive_fails_fast_and_the_others_complete(
@@ -81,7 +88,9 @@ def test_a_second_run_skips_complete_volumes(tmp_path: Path, replicas: ReplicaSe
     before = len(replicas.replicas["idr"].request_log)
     second = runner.invoke(app, ["run", str(cfg)])
     assert second.exit_code == 0, second.output
-    assert "skipped" in second.output
+    # the summary table: every volume of the first run, and only those, now says skipped
+    assert summary(second.output) == {v: "skipped" for v in summary(first.output)}
+    assert set(summary(first.output).values()) == {"complete"} and len(summary(first.output)) == 7
     assert json.loads(record.read_text())["timestamp"] == stamp
     # Only metadata was asked again (preflight, discovery, describe with the fingerprint's
     # HEAD of the original, to see whether it changed), no file download.
@@ -102,3 +111,22 @@ def test_when_no_archive_answers_the_run_says_so_and_points_to_the_demo(tmp_path
     result = runner.invoke(app, ["run", str(cfg), "--preflight-timeout", "2"])
     assert result.exit_code == 1, result.output
     assert "No archive answered" in result.output and "emingest demo" in result.output
+
+
+def test_a_dataset_whose_discovery_fails_is_reported_and_the_others_complete(
+    tmp_path: Path, replicas: ReplicaSet
+) -> None:
+    cfg = write_config(tmp_path / "run.toml", replicas, tmp_path / "data")
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8")
+        + '\n[[datasets]]\nname = "epfl-missing"\nsource = "epfl"\nids = ["nosuch"]\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["run", str(cfg)])
+    assert result.exit_code == 1, result.output
+    rows = summary(result.output)
+    failed = rows[("epfl:epfl-missing", "-")]
+    assert failed.startswith("error:"), failed
+    assert "nosuch" in result.output and "EntryNotFoundError" in result.output
+    others = {k: v for k, v in rows.items() if k[0] != "epfl:epfl-missing"}
+    assert len(others) == 7 and set(others.values()) == {"complete"}

@@ -112,9 +112,7 @@ class PipelineSettings(_Section):
     @classmethod
     def _scheduler_address(cls, scheduler: str) -> str:
         if scheduler != "local" and "://" not in scheduler:
-            raise ValueError(
-                f"scheduler {scheduler!r}: 'local' or an address like tcp://host:8786"
-            )
+            raise ValueError(f"scheduler {scheduler!r}: 'local' or an address like tcp://host:8786")
         return scheduler
 
 

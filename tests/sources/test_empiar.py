@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyftpdlib  # noqa: F401  (a broken install fails here, never skips)
 import pytest
+import rsciio.digitalmicrograph  # noqa: F401  (a broken install fails here, never skips)
 import zarr
-
-pytest.importorskip("pyftpdlib")
-pytest.importorskip("rsciio.digitalmicrograph")
 
 from emingest.config import Settings, load_settings
 from emingest.errors import EntryNotFoundError
@@ -254,6 +254,7 @@ def test_stalls_and_503s_are_survived(tmp_path: Path, empiar: EmpiarReplica) -> 
     settings = settings_for(tmp_path, empiar, transport={"per_host_connections": 4})
     results = run(settings, ["11759", "10310"])
     assert [r.status for r in results] == ["complete"] * 3
+    assert {"503", "stall", "truncate"} <= set(faults.fired)  # each fault really happened
     np.testing.assert_array_equal(stored(results[0]), empiar.expected_stack())
     for result, volume in zip(results[1:], empiar.expected_volumes().values(), strict=True):
         np.testing.assert_array_equal(stored(result), volume)
@@ -265,6 +266,7 @@ def test_api_503_then_200(tmp_path: Path, empiar: EmpiarReplica) -> None:
     source = EmpiarSource(settings_for(tmp_path, empiar))
     (ref,) = source.discover(["11759"])
     assert len(ref.get("members")) == 16
+    assert empiar.faults.fired[:2] == ["503", "503"]
 
 
 def test_corrupt_dm3_fails_its_stack_and_the_rest_completes(
@@ -282,3 +284,28 @@ def test_corrupt_dm3_fails_its_stack_and_the_rest_completes(
     assert empiar.dm3_names[5] in stack.status and "corrupt" in stack.status
     assert read_record(stack.record_path).status == stack.status
     assert [r.status for r in mrcs] == ["complete", "complete"]
+
+
+def test_an_entry_answer_in_the_documented_shape(tmp_path: Path, empiar: EmpiarReplica) -> None:
+    """tests/data/api/empiar_11759_entry.json (see the README there): string sizes, Å pixels,
+    mixed cross-reference forms; served instead of the replica's own record."""
+    fixture = json.loads(
+        (
+            Path(__file__).resolve().parents[1] / "data" / "api" / "empiar_11759_entry.json"
+        ).read_text(encoding="utf-8")
+    )
+    saved = empiar.entry_json()["EMPIAR-11759"]
+    empiar.serve_record(fixture["EMPIAR-11759"])
+    try:
+        [result] = run(settings_for(tmp_path, empiar), ["11759"])
+    finally:
+        empiar.serve_record(saved)
+    assert result.status == "complete", result.status
+    record = read_record(result.record_path)
+    assert record.volume_shape == [16, 160, 150]
+    assert record.voxel_size_nm == pytest.approx([50.0, 8.0, 8.0], rel=1e-3)  # the files say 7.998
+    meta = record.additional_metadata
+    assert meta["imageset_pixel_size_nm"] == pytest.approx([8.0, 8.0])  # 80 Å
+    assert meta["calibration_check"]["agrees"] is True
+    assert meta["entry"] == fixture["EMPIAR-11759"]  # kept whole
+    np.testing.assert_array_equal(stored(result), empiar.expected_stack())

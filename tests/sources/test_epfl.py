@@ -162,3 +162,25 @@ def test_killed_download_resumes(tmp_path, epfl):
     assert f.resumed_from == kept and f.fetched_bytes == len(raw) - kept < len(raw)
     assert file_gets(epfl, "volumedata") == [f"bytes={kept}-"]
     assert f.sha256 == hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.parametrize("keep_raw", [True, False])
+def test_keep_raw_false_removes_the_download_once_complete(tmp_path, epfl, keep_raw):
+    settings = make_settings(tmp_path, epfl)
+    settings.storage.keep_raw = keep_raw
+    [result] = ingest(settings, ["testing"])
+    assert result.ok, result.status
+    record = read_record(result.record_path)
+    cache = tmp_path / "data" / ".cache" / "epfl"
+    left = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    if keep_raw:
+        assert record.local_paths.raw and Path(record.local_paths.raw[0]).exists()
+        assert "testing.tif" in left
+    else:
+        assert record.local_paths.raw is None
+        assert left == []  # no file, no done marker, no partial
+    # the volume itself does not depend on the download
+    assert record.sha256 == hashlib.sha256(epfl.expected_array("testing").tobytes()).hexdigest()
+    assert (
+        record.files[0].sha256 == hashlib.sha256(epfl.file_path("testing").read_bytes()).hexdigest()
+    )

@@ -324,6 +324,7 @@ def test_dvid_survives_faults(fe: FlyEMReplica, faults: Any, tmp_path: Path, fau
         np.testing.assert_array_equal(reader.read(whole(reader.shape)), fe.expected(BOX_SLICES))
     finally:
         reader.close()
+    assert {"status": "503"}.get(fault, fault) in faults.fired  # the fault really happened
 
 
 def test_dvid_throttle_503_is_retried(fe: FlyEMReplica, faults: Any, tmp_path: Path) -> None:
@@ -331,15 +332,26 @@ def test_dvid_throttle_503_is_retried(fe: FlyEMReplica, faults: Any, tmp_path: P
     (ref,) = source.discover([], box=BOX)
     fe.request_log.clear()
     fe.throttle = True  # every throttle=true request answers 503 until switched off
-    timer = threading.Timer(0.3, setattr, (fe, "throttle", False))
-    timer.start()
+    stop = threading.Event()
+
+    def unthrottle_after_three() -> None:  # once three requests were refused, not after a time
+        while faults.fired.count("throttled") < 3 and not stop.wait(0.01):
+            pass
+        fe.throttle = False
+
+    switch = threading.Thread(target=unthrottle_after_three, daemon=True)
+    switch.start()
     reader = source.open(ref)
     try:
         np.testing.assert_array_equal(reader.read(whole(reader.shape)), fe.expected(BOX_SLICES))
     finally:
         reader.close()
-        timer.cancel()
-    assert all("throttle=true" in p for _, p, _ in fe.request_log if "/raw/" in p)
+        stop.set()
+        switch.join()
+    assert faults.fired.count("throttled") >= 3
+    raw = [p for _, p, _ in fe.request_log if "/raw/" in p]
+    assert all("throttle=true" in p for p in raw)
+    assert len(raw) > len(set(raw))  # the refused requests were asked again
 
 
 @pytest.mark.parametrize("fault", ["status", "stall"])
@@ -361,6 +373,7 @@ def test_precomputed_survives_faults(
             np.testing.assert_array_equal(got, fe.expected_scale(2)[z : z + 10])
     finally:
         reader.close()
+    assert {"status": "503"}.get(fault, fault) in faults.fired
 
 
 # -- memory and resume ----------------------------------------------------------------------------
@@ -425,18 +438,24 @@ def test_killed_copy_resumes(fe: FlyEMReplica, faults: Any, tmp_path: Path) -> N
     settings = settings_for(tmp_path, fe)
     (ref,) = FlyEMSource(settings).discover([], box=box)
     paths = VolumePaths.for_ref(root, ref)
-    faults.latency_s = 0.05  # slow enough to be killed half way
+    # requests after the 8th are held: the child is stuck part way, whatever the machine's speed
+    faults.reset_counters()  # the count starts with the child's first request
+    faults.hold_after = 8
     cmd = [sys.executable, "-c", _CHILD, fe.dvid_url, str(root), box]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _journal_lines(paths.journal) < 4 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the copy never started writing tiles"
+    # the replica says when the child is held; the child's journal says what it finished
+    # before; kill it once both are seen (held, it cannot finish meanwhile)
+    while not ("hold" in faults.fired and _journal_lines(paths.journal) >= 1):
+        assert proc.poll() is None, "the copy ended before it was held"
+        assert time.monotonic() < deadline, "the copy was never held with a tile written"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the copy finished before it could be killed"
+    assert proc.returncode == -signal.SIGKILL, "the held copy ended by itself"
     done = _journal_lines(paths.journal)
-    assert done >= 4 and json.loads(paths.record.read_text())["status"] == "saving-data"
+    assert done >= 1 and json.loads(paths.record.read_text())["status"] == "saving-data"
+    assert "hold" in faults.fired
     faults.clear()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and rerun.stdout.strip() == "complete", rerun.stderr

@@ -313,9 +313,13 @@ def test_metadata_503_slowdown_is_retried(
     faults.fail_first = 2
     faults.retry_after_s = 0.01
     faults.reset_counters()
+    oo.clear_request_log()
     source = OpenOrganelleSource(settings_for(tmp_path, oo))
     (ref,) = source.discover([oo.dataset])
     assert source.describe(ref).shape == oo.shape
+    # the first request was refused twice (503 SlowDown) and asked a third time
+    log = [(method, path) for method, path, _ in oo.request_log]
+    assert log[0] == log[1] == log[2], log[:4]
 
 
 def test_stalled_transfer_is_abandoned_and_retried(
@@ -412,18 +416,24 @@ def test_killed_copy_resumes(oo: OpenOrganelleReplica, faults: Any, tmp_path: Pa
     settings.storage.data_root = root
     (ref,) = OpenOrganelleSource(settings).discover([oo.dataset], region=box)
     paths = VolumePaths.for_ref(root, ref)
-    faults.latency_s = 0.05  # slow enough to be killed half way
+    # requests after the 9th are held: the child is stuck part way, whatever the machine's speed
+    faults.reset_counters()  # the count starts with the child's first request
+    oo.clear_request_log()
+    faults.hold_after = 9
     cmd = [sys.executable, "-c", _CHILD, oo.endpoint_url, str(root), oo.dataset, box]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _journal_lines(paths.journal) < 4 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the copy never started writing tiles"
+    # the replica says when the child is held; the child's journal says what it finished
+    # before; kill it once both are seen (held, it cannot finish meanwhile)
+    while not (len(oo.request_log) > 9 and _journal_lines(paths.journal) >= 1):
+        assert proc.poll() is None, "the copy ended before it was held"
+        assert time.monotonic() < deadline, "the copy was never held with a tile written"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the copy finished before it could be killed"
+    assert proc.returncode == -signal.SIGKILL, "the held copy ended by itself"
     done = _journal_lines(paths.journal)
-    assert done >= 4 and json.loads(paths.record.read_text())["status"] == "saving-data"
+    assert done >= 1 and json.loads(paths.record.read_text())["status"] == "saving-data"
     faults.clear()
     oo.clear_request_log()
     rerun = subprocess.run([*cmd], capture_output=True, text=True, timeout=300)

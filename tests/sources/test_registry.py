@@ -42,4 +42,4 @@ def test_every_listed_source_imports() -> None:
     for name in available_sources():
         cls = get_source_class(name)
         assert isinstance(cls, type)
-        assert getattr(cls, "name", name) == name
+        assert cls.name == name  # every source declares the key it is registered under

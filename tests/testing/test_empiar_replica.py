@@ -18,15 +18,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import mrcfile
 import numpy as np
+import pyftpdlib  # noqa: F401  (a broken install fails here, never skips)
 import pytest
 import requests
+import rsciio.digitalmicrograph as dm_reader
 
-pytest.importorskip("pyftpdlib")
-mrcfile = pytest.importorskip("mrcfile")
-dm_reader = pytest.importorskip("rsciio.digitalmicrograph")
-
-from emingest.testing.empiar import EmpiarReplica  # noqa: E402
+from emingest.testing.empiar import EmpiarReplica
 
 NS = {"e": "http://pdbe.org/empiar"}
 SCALE_UM = 0.0079982504

@@ -18,11 +18,10 @@ import imagecodecs
 import numpy as np
 import pytest
 import requests
+import tensorstore as ts
 
-ts = pytest.importorskip("tensorstore")
-
-from emingest.testing.flyem import UUID, FlyEMReplica  # noqa: E402
-from emingest.testing.synthetic import SyntheticEM  # noqa: E402
+from emingest.testing.flyem import UUID, FlyEMReplica
+from emingest.testing.synthetic import SyntheticEM
 
 SHAPE = (200, 256, 288)  # z, y, x: none a multiple of 64 but y
 SEED = 3

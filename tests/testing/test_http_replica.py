@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pyftpdlib  # noqa: F401  (a broken install fails here, never skips)
 import pytest
 import requests
-
-pytest.importorskip("pyftpdlib")
 
 from emingest.testing.ftp import FTPReplica
 from emingest.testing.http import HTTPReplica

@@ -17,11 +17,10 @@ from typing import Any
 
 import imagecodecs
 import numpy as np
+import pyftpdlib  # noqa: F401  (a broken install fails here, never skips)
 import pytest
 import requests
 import tifffile
-
-pytest.importorskip("pyftpdlib")
 
 from emingest.testing.idr import IDRReplica
 

@@ -14,22 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
+import moto  # noqa: F401  (a broken install fails here, never skips)
 import numpy as np
 import pytest
 import requests
+import s3fs
+import tensorstore as ts
+import zarr
+from botocore import UNSIGNED
+from botocore.config import Config
+from numcodecs import Zstd
 
-pytest.importorskip("moto")
-s3fs = pytest.importorskip("s3fs")
-boto3 = pytest.importorskip("boto3")
-ts = pytest.importorskip("tensorstore")
-zarr = pytest.importorskip("zarr")
-
-from botocore import UNSIGNED  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from numcodecs import Zstd  # noqa: E402
-
-from emingest.testing.http import Faults  # noqa: E402
-from emingest.testing.openorganelle import OpenOrganelleReplica, downsample_mean  # noqa: E402
+from emingest.testing.http import Faults
+from emingest.testing.openorganelle import OpenOrganelleReplica, downsample_mean
 
 SIBLING = "jrc_cos7-1a"
 

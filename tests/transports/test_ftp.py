@@ -10,7 +10,8 @@ from pyftpdlib.handlers import FTPHandler
 
 from emingest.errors import EntryNotFoundError, RemoteFormatError
 from emingest.testing.ftp import FTPReplica
-from emingest.transports import Downloader, FtpTransport
+from emingest.transports import Downloader, FtpTransport, HttpTransport
+from emingest.transports.listing import list_dir
 
 URL_PATH = "/pub/files/blob.bin"
 HOSTILE_NAME = "bad\x07name.bin"  # as in conftest.py
@@ -41,10 +42,21 @@ def test_download_and_size(ftp_server, fast, tmp_path, blob):
 def test_broken_transfer_resumes_with_rest(ftp_server, fast, tmp_path, blob, fault):
     setattr(ftp_server.faults, fault, 2)
     ftp_server.faults.next_request()  # the download's RETR is number 2: it breaks halfway
+    ftp_server.command_log.clear()
     result = FtpTransport(fast).download(ftp_server.url + URL_PATH, tmp_path / "blob.bin")
     _check(result, blob)
-    if fault != "reset_every":  # a reset may lose what was in flight; the others keep it all
-        assert result.fetched_bytes < len(blob) * 1.5
+    retrs = [arg for cmd, arg in ftp_server.command_log if cmd == "RETR"]
+    rests = [int(arg) for cmd, arg in ftp_server.command_log if cmd == "REST"]
+    assert len(retrs) == 2, ftp_server.command_log  # the broken transfer and its resumption
+    # The resumption asks for what was not kept: REST with the offset reached, nothing twice.
+    [offset] = [r for r in rests if r > 0]
+    assert result.resumed_from == 0  # resumed within this download, not from an old partial
+    assert result.fetched_bytes == len(blob)
+    half = len(blob) // 2  # the replica breaks the body off after half of it
+    if fault == "reset_every":  # a reset may lose what was in flight, never more than sent
+        assert 0 < offset <= half
+    else:
+        assert offset == half
 
 
 def test_killed_transfer_resumes_from_partial(ftp_server, fast, tmp_path, blob):
@@ -53,9 +65,11 @@ def test_killed_transfer_resumes_from_partial(ftp_server, fast, tmp_path, blob):
     (tmp_path / ".blob.bin.part").write_bytes(blob[:kept])
     url = ftp_server.url + URL_PATH
     (tmp_path / ".blob.bin.part.json").write_text(f'{{"url": "{url}", "mode": "ftp"}}')
+    ftp_server.command_log.clear()
     result = FtpTransport(fast).download(url, final)
     _check(result, blob)
     assert result.resumed_from == kept and result.fetched_bytes == len(blob) - kept
+    assert ("REST", str(kept)) in ftp_server.command_log
 
 
 def test_missing_file_is_entry_not_found(ftp_server, fast, tmp_path):
@@ -92,5 +106,15 @@ def test_nlst_fallback(tree, fast):
     # Last in the module: stopping a pyftpdlib server closes the shared IOLoop's other
     # servers too (FTPReplica.stop -> close_all), so ftp_server must not be used after this.
     with _NoMlsdReplica(tree) as server:
-        names = {e.name for e in FtpTransport(fast).list_dir(server.url + "/pub/files")}
-    assert {"blob.bin", "small.txt", "sub"} <= names
+        raw = {e.name: e for e in FtpTransport(fast).list_dir(server.url + "/pub/files")}
+        guessed = {
+            e.name: e
+            for e in list_dir(HttpTransport(fast), FtpTransport(fast), server.url + "/pub/files/")
+        }
+    assert {"blob.bin", "small.txt", "sub"} <= set(raw)
+    assert raw["sub"].is_dir is None  # NLST says nothing of types...
+    # ...so the listing guesses: a name without a dot is a folder, one with a dot a file.
+    assert guessed["sub"].is_dir is True
+    assert guessed["blob.bin"].is_dir is False and guessed["small.txt"].is_dir is False
+    # each listing asked MLSD, was refused, and fell back to NLST
+    assert [c for c, _ in server.command_log if c in ("MLSD", "NLST")] == ["MLSD", "NLST"] * 2

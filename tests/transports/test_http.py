@@ -153,7 +153,18 @@ def test_429_gives_up_after_the_attempts(http_server, fast, tmp_path):
 def test_404_is_entry_not_found(http_server, fast, tmp_path):
     with Downloader(fast, tmp_path) as dl, pytest.raises(EntryNotFoundError, match="404"):
         dl.fetch(http_server.url + "/pub/files/missing.bin")
-    assert not any(tmp_path.iterdir()) or not list(tmp_path.glob("missing.bin"))
+    left = sorted(p.name for p in tmp_path.rglob("*") if "missing" in p.name)
+    assert "missing.bin" not in left and ".missing.bin.part" not in left
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the download state file .missing.bin.part.json stays after a 404 (transports fix)",
+)
+def test_404_leaves_nothing_in_the_cache(http_server, fast, tmp_path):
+    with Downloader(fast, tmp_path) as dl, pytest.raises(EntryNotFoundError):
+        dl.fetch(http_server.url + "/pub/files/missing.bin")
+    assert [p.name for p in tmp_path.rglob("*") if "missing" in p.name] == []
 
 
 @pytest.mark.parametrize(
@@ -181,7 +192,7 @@ def test_killed_download_resumes_from_partial(http_server, fast, tmp_path, blob)
     final = tmp_path / "blob.bin"
     part = tmp_path / ".blob.bin.part"
     http_server.faults.stall_every = 1
-    http_server.faults.stall_s = 3.0
+    http_server.faults.stall_s = 30.0  # longer than the test: the child is stuck at the cut
     script = (
         "import sys; from pathlib import Path\n"
         "from emingest.transports import HttpTransport, TransportSettings\n"
@@ -190,16 +201,21 @@ def test_killed_download_resumes_from_partial(http_server, fast, tmp_path, blob)
         "HttpTransport(s).download(sys.argv[1], Path(sys.argv[2]))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, url, str(final)])
+    half = len(blob) // 2  # the replica stalls after half the body...
+    cut = half - half % 16384  # ...of which the child writes whole 16 KiB chunks
     try:
+        # the replica says when it has sent the half and stalls; then the child's partial file
+        # reaches exactly that size (its own signal), and it is killed there
+        assert http_server.faults.stalling.wait(20), "the download never started"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (not part.exists() or part.stat().st_size == 0):
-            time.sleep(0.05)
-        time.sleep(0.2)  # let it write what the server sent before the stall
+        while not part.exists() or part.stat().st_size < cut:
+            assert time.monotonic() < deadline, "the child never wrote what it received"
+            time.sleep(0.01)
     finally:
         proc.kill()
         proc.wait()
     kept = part.stat().st_size
-    assert 0 < kept < len(blob)
+    assert kept == cut
     http_server.faults.clear()
     http_server.request_log.clear()
     with HttpTransport(fast) as http:

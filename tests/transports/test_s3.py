@@ -68,10 +68,13 @@ def test_503_with_retry_after_is_retried(s3: S3Replica) -> None:
     s3.faults.status_code = 503
     s3.faults.fail_first = 2
     s3.faults.reset_counters()
+    s3.clear_request_log()
     try:
         assert client(s3).get("ds/sub/b") == b"b"
     finally:
         s3.faults.fail_first = 0
+    # two 503s, then the answer: the same GET three times
+    assert [(m, p) for m, p, _ in s3.request_log] == [("GET", "/open/ds/sub/b")] * 3
 
 
 def test_error_code_of_an_s3_error_body() -> None:

@@ -106,6 +106,7 @@ def write_dm3(
     thumbnail: bool = True,
     extra_tags: Mapping[str, Any] | None = None,
     name: str | None = None,
+    version: int = 3,
 ) -> Path:
     """Write ``image`` (y, x; uint8, uint16, int16, int8, (u)int32, float32/64) as a DM3 file.
 
@@ -115,8 +116,11 @@ def write_dm3(
     ``ImageTags`` (nested dicts merge, other values replace). ``name`` defaults to the file
     stem from the detector name on (``3VBSED_slice_0000``), as GMS names 3View slices. Tag data
     is little-endian (byte-order flag 1, as GMS writes on PCs). Written to a temporary file in
-    the same folder, then renamed.
+    the same folder, then renamed. ``version=4`` writes the DM4 layout (64-bit counts and
+    sizes) of the same tag tree.
     """
+    if version not in (3, 4):
+        raise ValueError(f"DM version 3 or 4, not {version}")
     path = Path(path)
     if name is None:
         stem = path.stem
@@ -128,6 +132,7 @@ def write_dm3(
         thumbnail=thumbnail,
         extra_tags=extra_tags,
         name=name,
+        version=version,
     )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
@@ -152,6 +157,7 @@ def _encode(
     thumbnail: bool,
     extra_tags: Mapping[str, Any] | None,
     name: str,
+    version: int = 3,
 ) -> tuple[list[bytes], int]:
     image = np.asarray(image)
     if image.ndim != 2:
@@ -217,9 +223,13 @@ def _encode(
             }
         ]
 
-    chunks = list(_group_body(root))
+    chunks = list(_group_body(root, version == 4))
     body = sum(len(c) for c in chunks)
     trailer = b"\x00" * 8
+    if version == 4:
+        # version, rootlen (64-bit), byte order: 16 bytes
+        total = 16 + body + len(trailer)
+        return [struct.pack(">lQl", 4, total - 24, 1), *chunks, trailer], total
     total = 12 + body + len(trailer)
     # rootlen = file size - 16 (what GMS writes and DM3 readers check); byte order 1 = little.
     header = struct.pack(">lLl", 3, total - 16, 1)
@@ -368,8 +378,11 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 # -- encoding ---------------------------------------------------------------------------------
 
 
-def _group_body(value: dict[str, Any] | list[Any]) -> Iterator[bytes]:
-    """A tag group: is_sorted, is_open, count, then the entries (named for dicts)."""
+def _group_body(value: dict[str, Any] | list[Any], v4: bool = False) -> Iterator[bytes]:
+    """A tag group: is_sorted, is_open, count, then the entries (named for dicts).
+
+    DM4 (``v4``) widens counts and type-info words to 64 bits and puts before each entry's
+    content its length in bytes (64-bit), which DM3 does not have."""
     items: list[tuple[str, Any]]
     if isinstance(value, dict):
         items = [(str(k), v) for k, v in value.items() if v is not None]
@@ -377,42 +390,45 @@ def _group_body(value: dict[str, Any] | list[Any]) -> Iterator[bytes]:
     else:
         items = [("", v) for v in value if v is not None]
         sorted_flag = 0
-    yield struct.pack(">BBL", sorted_flag, 0, len(items))
+    yield struct.pack(">BBQ" if v4 else ">BBL", sorted_flag, 0, len(items))
     for label, item in items:
         raw = label.encode("latin-1")
-        if isinstance(item, (dict, list)):
-            yield struct.pack(">BH", _GROUP, len(raw)) + raw
-            yield from _group_body(item)
+        kind = _GROUP if isinstance(item, (dict, list)) else _DATA
+        content = _group_body(item, v4) if kind == _GROUP else _data(item, v4)
+        if v4:
+            body = b"".join(content)
+            yield struct.pack(">BH", kind, len(raw)) + raw + struct.pack(">Q", len(body)) + body
         else:
-            yield struct.pack(">BH", _DATA, len(raw)) + raw
-            yield from _data(item)
+            yield struct.pack(">BH", kind, len(raw)) + raw
+            yield from content
 
 
-def _data(value: Any) -> Iterator[bytes]:
+def _data(value: Any, v4: bool = False) -> Iterator[bytes]:
     """A data tag: '%%%%', the big-endian type-info words, then the value, little-endian."""
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value).reshape(-1)
         little = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
-        yield _info([_ARRAY, _element_type(arr.dtype), arr.size])
+        yield _info(v4, [_ARRAY, _element_type(arr.dtype), arr.size])
         yield arr.astype(little, copy=False).tobytes()
         return
     if isinstance(value, str):
         units = value.encode("utf-16-le")  # DM text: an array of ushort code units
-        yield _info([_ARRAY, 4, len(units) // 2]) + units
+        yield _info(v4, [_ARRAY, 4, len(units) // 2]) + units
         return
     if isinstance(value, tuple):
         fields = [_scalar(v) for v in value]
         info = [_STRUCT, 0, len(fields)]
         for dm_type, _ in fields:
             info += [0, dm_type]
-        yield _info(info) + b"".join(payload for _, payload in fields)
+        yield _info(v4, info) + b"".join(payload for _, payload in fields)
         return
     dm_type, payload = _scalar(value)
-    yield _info([dm_type]) + payload
+    yield _info(v4, [dm_type]) + payload
 
 
-def _info(words: list[int]) -> bytes:
-    return b"%%%%" + struct.pack(f">L{len(words)}L", len(words), *words)
+def _info(v4: bool, words: list[int]) -> bytes:
+    word = "Q" if v4 else "L"
+    return b"%%%%" + struct.pack(f">{word}{len(words)}{word}", len(words), *words)
 
 
 def _element_type(dtype: np.dtype[Any]) -> int:

@@ -141,6 +141,13 @@ class EmpiarReplica(HTTPReplica):
         e = self._entry(entry)
         return {f"EMPIAR-{e.accession}": json.loads(json.dumps(e.record))}
 
+    def serve_record(self, record: dict[str, Any], entry: str = DM3_ENTRY) -> None:
+        """Answer ``record`` (the value under ``"EMPIAR-n"``) for ``entry`` from now on: a
+        fixture in the shape of a real answer, served beside the replica's files."""
+        live = self._entry(entry).record
+        live.clear()
+        live.update(json.loads(json.dumps(record)))
+
     def expected_stack(self, entry: str = DM3_ENTRY) -> np.ndarray:
         """The stacked slices of ``entry`` (z, y, x) uint8, exactly as the DM3 files hold them."""
         if self._entry(entry).accession != DM3_ENTRY:

@@ -411,6 +411,7 @@ class FlyEMReplica(HTTPReplica):
     def _throttled(self, ctx: RequestContext) -> bool:
         if ctx.param("throttle") not in ("on", "true") or not self.throttle:
             return False
+        self.faults.fire("throttled")
         ctx.send_text("Server already running 1 throttled operations (max = 1)\n", status=503)
         return True
 

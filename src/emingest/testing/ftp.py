@@ -61,6 +61,8 @@ class _FaultyProducer:
                 data = data[: self.left]
             self.left -= len(data)
             return bytes(data)
+        if self.mode:
+            self.faults.fire(self.mode)
         if self.mode == "stall":
             time.sleep(self.faults.stall_s)
             self.mode = ""
@@ -85,6 +87,8 @@ class FTPReplica:
     def __init__(self, root: Path, faults: Faults | None = None) -> None:
         self.root = Path(root)
         self.faults = faults or Faults()
+        self.command_log: list[tuple[str, str]] = []
+        """Every command the server received, as (verb, argument): tests check REST offsets."""
         self._server: ThreadedFTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -123,6 +127,12 @@ class FTPReplica:
                     data = _FaultyProducer(data, handler, faults, cut, mode)
             FTPHandler.push_dtp_data(handler, data, isproducer, file, cmd)
 
+        command_log = self.command_log
+
+        def pre_process_command(handler: FTPHandler, line: str, cmd: str, arg: str) -> None:
+            command_log.append((cmd, arg))
+            FTPHandler.pre_process_command(handler, line, cmd, arg)
+
         authorizer = DummyAuthorizer()
         authorizer.add_anonymous(str(self.root), perm="elr")
         attrs: dict[str, Any] = {
@@ -134,6 +144,7 @@ class FTPReplica:
             # plain send() so that the faults can cut RETR bodies (sendfile bypasses producers)
             "use_sendfile": False,
             "push_dtp_data": push_dtp_data,
+            "pre_process_command": pre_process_command,
         }
         return type("ReplicaFTPHandler", (FTPHandler,), attrs)
 

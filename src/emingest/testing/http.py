@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 16
+HOLD_MAX_S = 120.0
 
 
 @dataclass
@@ -60,8 +61,19 @@ class Faults:
     """False: ignore Range and Accept-Ranges, as servers that only stream do."""
     omit_from_listing: set[str] = field(default_factory=set)
     """File names left out of directory listings (HTML autoindex and FTP)."""
+    hold_after: int = 0
+    """Requests after the Nth are held (not answered) until this is set back to 0 or
+    :data:`HOLD_MAX_S` passes: the client is stuck at a known point, for kill tests."""
     _count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        # Not fields: what the server saw, never a switch (RemoteFaults pushes only fields).
+        self.fired: list[str] = []
+        """Each fault as it fires ("stall", "reset", "truncate" or the status code): tests
+        check that the fault they inject really happened."""
+        self.stalling = threading.Event()
+        """Set when a stall begins (the bytes before the cut are sent): tests act on it."""
 
     def next_request(self) -> int:
         with self._lock:
@@ -77,12 +89,30 @@ class Faults:
         self.latency_s = 0.0
         self.stall_every = self.status_every = self.reset_every = self.truncate_every = 0
         self.fail_first = self.reset_first = self.truncate_first = 0
+        self.hold_after = 0
         self.status_code = 503
         self.retry_after_s = 1.0
         self.stall_s = 30.0
         self.range_support = True
         self.omit_from_listing = set()
+        self.fired.clear()
+        self.stalling.clear()
         self.reset_counters()
+
+    def fire(self, kind: str) -> None:
+        """Note a fault that happens now (a stall also sets :attr:`stalling`)."""
+        self.fired.append(kind)
+        if kind == "stall":
+            self.stalling.set()
+
+    def hold(self, n: int) -> None:
+        """Block request ``n`` while it is past :attr:`hold_after` (retries are held too)."""
+        if not self.hold_after or n <= self.hold_after:
+            return
+        self.fire("hold")
+        deadline = time.monotonic() + HOLD_MAX_S
+        while self.hold_after and n > self.hold_after and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     @staticmethod
     def _hit(every: int, n: int) -> bool:
@@ -187,6 +217,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 continue
             faults = replica.faults
             n = faults.next_request() if faulty else 0
+            if faulty:
+                faults.hold(n)
             if faults.latency_s:
                 time.sleep(faults.latency_s)
             if faulty and (n <= faults.fail_first or Faults._hit(faults.status_every, n)):
@@ -209,6 +241,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_status_fault(self, faults: Faults) -> None:
+        faults.fire(str(faults.status_code))
         body = f"{HTTPStatus(faults.status_code).phrase} (injected)".encode()
         self.send_response(faults.status_code)
         self.send_header("Retry-After", f"{faults.retry_after_s:g}")
@@ -337,6 +370,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             pos = upto
             if pos == cut and (stall or reset or truncate):
                 self.wfile.flush()
+                faults.fire("stall" if stall else "reset" if reset else "truncate")
                 if stall:
                     time.sleep(faults.stall_s)
                     stall = False

@@ -254,6 +254,7 @@ class _FaultLayer:
         if method not in ("GET", "HEAD"):
             return self.app(environ, start_response)
         n = f.next_request()
+        f.hold(n)
         if f.latency_s:
             time.sleep(f.latency_s)
         if n <= f.fail_first or Faults._hit(f.status_every, n):

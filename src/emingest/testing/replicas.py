@@ -133,6 +133,10 @@ class EmpiarDemoReplica(_ApiAndFilesReplica):
 
         self.server = EmpiarReplica(root, slice_shape=(160 * scale, 150 * scale))
 
+    def source_settings(self) -> dict[str, Any]:
+        # the listing fallback names a host too: the replica's FTP, never the archive's
+        return {**super().source_settings(), "fallback_files_url": self.server.files_ftp_url}
+
 
 class EpflDemoReplica(Replica):
     def __init__(self, root: Path, scale: int) -> None:
