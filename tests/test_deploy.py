@@ -80,8 +80,9 @@ def test_emingest_services_share_one_image_and_settings(compose: dict) -> None:
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
     pg = services["postgres"]["environment"]
     assert (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]) == ("emingest",) * 3
-    assert services["minio"]["environment"]["MINIO_ROOT_USER"] == (
-        services["worker"]["environment"]["AWS_ACCESS_KEY_ID"]
+    assert (
+        services["minio"]["environment"]["MINIO_ROOT_USER"]
+        == (services["worker"]["environment"]["AWS_ACCESS_KEY_ID"])
     )
     # the driver runs on demand only (`docker compose run --rm ingest ...`)
     assert services["ingest"]["profiles"] == ["job"]
@@ -191,7 +192,7 @@ def test_dockerfile_copies_only_what_exists(stages: list[Stage]) -> None:
 def test_parser_reads_what_it_should() -> None:
     """The parser itself: a single-stage root image fails the checks above."""
     args, parsed = parse_dockerfile(
-        "ARG IMG=python:3.11\n# note\nFROM ${IMG}\nRUN a \\\n  && b\nCMD [\"x\"]\n"
+        'ARG IMG=python:3.11\n# note\nFROM ${IMG}\nRUN a \\\n  && b\nCMD ["x"]\n'
     )
     assert args == {"IMG": "python:3.11"}
     [stage] = parsed

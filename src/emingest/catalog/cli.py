@@ -20,7 +20,6 @@ from emingest.catalog import (
     Catalog,
     CatalogFilters,
     CatalogRow,
-    catalog_db_path,
     open_catalog,
 )
 from emingest.config import Settings, load_settings
@@ -54,9 +53,10 @@ def _settings(config: Path | None, data_root: Path | None) -> Settings:
 def _catalog(config: Path | None, data_root: Path | None, db: Path | None) -> Iterator[Catalog]:
     settings = _settings(config, data_root)
     try:
-        catalog = open_catalog(
-            db if db is not None else catalog_db_path(settings),
-            data_root=settings.storage.data_root,
+        catalog = (
+            open_catalog(db, data_root=settings.storage.data_root)
+            if db is not None
+            else open_catalog(settings)  # catalog.url (PostgreSQL) or the SQLite file
         )
     except EmingestError as err:
         typer.echo(f"emingest: {err}", err=True)

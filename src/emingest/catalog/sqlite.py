@@ -334,20 +334,25 @@ class SQLiteCatalog:
     def sync(self, data_root: Path | str) -> SyncResult:
         """Re-read every sidecar and replace the index with them in one transaction."""
         self.data_root = Path(data_root)
-        rows, result = read_sidecars(self.data_root)
-        for path, reason in result.skipped:
-            log.warning("%s: not indexed: %s", path, reason)
-        for id_, path in result.duplicates:
-            log.warning("%s: id %s already indexed from another sidecar; this one wins", path, id_)
+        rows: list[CatalogRow] | None = None
         try:
             with self._transaction() as conn:
+                # Read under the write lock: a writer indexing a sidecar we already read waits
+                # for us, so an older copy of a record never overwrites its newer update.
+                rows, result = read_sidecars(self.data_root)
                 _fill(conn, rows, clear=True)
         except CatalogError as err:
             cause = err.__cause__
             if not (isinstance(cause, sqlite3.DatabaseError) and _is_corruption(cause)):
                 raise
             log.warning("%s: catalog database is corrupt (%s); replacing it", self.db_path, cause)
+            if rows is None:
+                rows, result = read_sidecars(self.data_root)
             self._conn = self._replace_file(rows)
+        for path, reason in result.skipped:
+            log.warning("%s: not indexed: %s", path, reason)
+        for id_, path in result.duplicates:
+            log.warning("%s: id %s already indexed from another sidecar; this one wins", path, id_)
         return result
 
     def close(self) -> None:
