@@ -146,6 +146,19 @@ class SyncResult:
 # -- the interface ----------------------------------------------------------------------------
 
 
+class RecordSource(Protocol):
+    """Record sidecars somewhere other than a local folder (``catalog.s3_records.S3Records``);
+    ``Catalog.sync`` accepts one where it takes a data root."""
+
+    def read_rows(self) -> tuple[list[CatalogRow], SyncResult]:
+        """Every record as a row, like :func:`read_sidecars`."""
+        ...
+
+
+DataRoot = Path | str | RecordSource
+"""What ``Catalog.sync`` reads records from: a local data root, or a :class:`RecordSource`."""
+
+
 class Catalog(Protocol):
     """The index of records. Implementations raise :class:`CatalogError` on database failures."""
 
@@ -165,7 +178,7 @@ class Catalog(Protocol):
         """The record with this id, or None when the index has none."""
         ...
 
-    def sync(self, data_root: Path | str) -> SyncResult:
+    def sync(self, data_root: DataRoot) -> SyncResult:
         """Replace the whole index, atomically, with what the sidecars under ``data_root`` say."""
         ...
 
@@ -197,8 +210,10 @@ def iter_sidecars(data_root: Path | str) -> Iterator[Path]:
             yield path
 
 
-def read_sidecars(data_root: Path | str) -> tuple[list[CatalogRow], SyncResult]:
+def read_sidecars(data_root: DataRoot) -> tuple[list[CatalogRow], SyncResult]:
     """Read and validate every sidecar; rows ordered by id, the last of duplicates winning."""
+    if not isinstance(data_root, Path | str):
+        return data_root.read_rows()
     result = SyncResult()
     rows: dict[str, CatalogRow] = {}
     for path in iter_sidecars(data_root):
@@ -282,6 +297,8 @@ __all__ = [
     "Catalog",
     "CatalogFilters",
     "CatalogRow",
+    "DataRoot",
+    "RecordSource",
     "SyncResult",
     "catalog_db_path",
     "index_record",

@@ -20,6 +20,7 @@ from emingest.catalog import (
     Catalog,
     CatalogFilters,
     CatalogRow,
+    DataRoot,
     open_catalog,
 )
 from emingest.config import Settings, load_settings
@@ -71,10 +72,29 @@ def _catalog(config: Path | None, data_root: Path | None, db: Path | None) -> It
 
 
 @catalog_app.command("sync")
-def sync(config: ConfigOpt = None, data_root: DataRootOpt = None, db: DbOpt = None) -> None:
+def sync(
+    config: ConfigOpt = None,
+    data_root: DataRootOpt = None,
+    db: DbOpt = None,
+    from_url: Annotated[
+        str | None,
+        typer.Option("--from", help="Read the records from s3://bucket/prefix (anonymous)"),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="S3 endpoint for --from [AWS]")
+    ] = None,
+) -> None:
     """Rebuild the catalog from the record sidecars (the sidecars are the truth)."""
     settings = _settings(config, data_root)
-    root = settings.storage.data_root
+    root: DataRoot = settings.storage.data_root
+    if from_url is not None:
+        from emingest.catalog.s3_records import S3Records
+
+        try:
+            root = S3Records(from_url, endpoint_url=endpoint_url)
+        except ConfigError as err:
+            typer.echo(f"emingest: {err}", err=True)
+            raise typer.Exit(2) from err
     with _catalog(config, data_root, db) as catalog:
         result = catalog.sync(root)
     for path, reason in result.skipped:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from emingest.catalog import (
     CatalogFilters,
     CatalogRow,
+    DataRoot,
     SyncResult,
     read_sidecars,
     status_group,
@@ -182,7 +183,7 @@ class PostgresCatalog:
         self._psycopg = _psycopg()
         self.url = url
         self.where = redact_url(url)
-        self.data_root = Path(data_root) if data_root is not None else None
+        self.data_root: DataRoot | None = Path(data_root) if data_root is not None else None
         self._conn: psycopg.Connection[Any] | None = None
         try:
             self._conn = self._psycopg.connect(url, connect_timeout=30, autocommit=True)
@@ -302,9 +303,9 @@ class PostgresCatalog:
         clause = f"WHERE {' AND '.join(f'({w})' for w in where)}" if where else ""
         return self._select(clause, params)
 
-    def sync(self, data_root: Path | str) -> SyncResult:
+    def sync(self, data_root: DataRoot) -> SyncResult:
         """Lock writers out, re-read every sidecar, replace the index; one transaction."""
-        self.data_root = Path(data_root)
+        self.data_root = Path(data_root) if isinstance(data_root, Path | str) else data_root
         with self._transaction() as cur:
             # EXCLUSIVE blocks writers (upserts wait, then land after) but never readers.
             cur.execute("LOCK TABLE records IN EXCLUSIVE MODE")

@@ -22,6 +22,7 @@ from typing import Any
 from emingest.catalog import (
     CatalogFilters,
     CatalogRow,
+    DataRoot,
     SyncResult,
     read_sidecars,
     status_group,
@@ -165,7 +166,7 @@ class SQLiteCatalog:
 
     def __init__(self, db_path: Path | str, *, data_root: Path | str | None = None) -> None:
         self.db_path = Path(db_path)
-        self.data_root = Path(data_root) if data_root is not None else None
+        self.data_root: DataRoot | None = Path(data_root) if data_root is not None else None
         self._conn: sqlite3.Connection | None = None
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,9 +332,9 @@ class SQLiteCatalog:
                 "`emingest catalog sync` rebuilds the catalog from the sidecars"
             ) from err
 
-    def sync(self, data_root: Path | str) -> SyncResult:
+    def sync(self, data_root: DataRoot) -> SyncResult:
         """Re-read every sidecar and replace the index with them in one transaction."""
-        self.data_root = Path(data_root)
+        self.data_root = Path(data_root) if isinstance(data_root, Path | str) else data_root
         rows: list[CatalogRow] | None = None
         try:
             with self._transaction() as conn:
