@@ -1,8 +1,8 @@
 # emingest in a container: `docker build -t emingest .`, then `docker run --rm emingest --help`.
 # Two stages: the first builds a virtual environment (pip, a compiler-free wheel install), the
 # second copies only that environment into a slim image and runs it as an unprivileged user.
-# EXTRAS picks the optional parts: postgres (catalog.url), dask (workers and scheduler); add
-# the serve and vectors extras for the API server and embeddings.
+# EXTRAS picks the optional parts: postgres (catalog.url, the pgvector index) and dask (the
+# workers and the scheduler); the API server and the embedders are core dependencies.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
