@@ -10,12 +10,17 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from emingest.catalog import CatalogFilters, open_catalog
+from emingest.catalog import CatalogFilters, index_record, open_catalog
 from emingest.catalog.postgres import PostgresCatalog, redact_url
 from emingest.cli import app
 from emingest.config import load_settings
 from emingest.errors import CatalogError, ConfigError
-from emingest.testing.catalog import SAMPLE_IDS, CatalogTests, write_sample_tree
+from emingest.testing.catalog import (
+    SAMPLE_IDS,
+    CatalogTests,
+    write_sample_record,
+    write_sample_tree,
+)
 
 
 class TestPostgresCatalogContract(CatalogTests):
@@ -103,3 +108,30 @@ def test_missing_extra_names_it() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("ConfigError")
     assert "pip install 'emingest[postgres]'" in out.stdout
+
+
+def test_index_record_writes_to_postgres(postgres_url: str, tmp_path: Path) -> None:
+    """The pipeline's one call into the catalog reaches the server that catalog.url names."""
+    root = tmp_path / "data"
+    settings = load_settings(
+        overrides={"catalog": {"url": postgres_url}, "storage": {"data_root": str(root)}}
+    )
+    record = write_sample_record(root, "local", "v-1", "v")
+    assert index_record(settings, root / "local" / "v-1" / "v.json", record) is True
+    with open_catalog(postgres_url) as cat:
+        assert [r.id for r in cat.query()] == ["local/v-1/v"]
+    shown = CliRunner().invoke(
+        app, ["catalog", "show", "local/v-1/v"], env={"EMINGEST_CATALOG__URL": postgres_url}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert '"source_id": "v-1"' in shown.output
+
+
+def test_test_databases_have_pgvector(postgres_url: str) -> None:
+    """The fixture serves the vector index too: the extension is there in every database."""
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        version = row.fetchone()
+        assert version is not None and version[0].count(".") == 2
+        distance = conn.execute("SELECT '[1,2,3]'::vector <-> '[1,2,5]'::vector").fetchone()
+        assert distance == (2.0,)
