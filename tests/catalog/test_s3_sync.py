@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from emingest.catalog import open_catalog, read_sidecars
 from emingest.catalog.s3_records import S3Records, parse_s3_url
 from emingest.cli import app
-from emingest.errors import ConfigError, EntryNotFoundError
+from emingest.errors import ConfigError, EntryNotFoundError, TransientSourceError
 from emingest.testing.catalog import SAMPLE_IDS, write_sample_tree
 from emingest.testing.openorganelle import S3Replica
+from emingest.transports.retry import RetryPolicy
 
 BUCKET = "em-data"
 
@@ -104,3 +105,28 @@ def test_missing_bucket_is_an_error(s3: S3Replica, tmp_path: Path) -> None:
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 1
     assert "no-such-bucket" in done.output
+
+
+def test_fetch_failures_abort_the_sync_and_keep_the_index(
+    s3: S3Replica, uploaded: tuple[str, Path], tmp_path: Path
+) -> None:
+    """A record that could not be fetched is not a record that is gone: nothing is replaced."""
+    url, root = uploaded
+    quick = RetryPolicy(attempts=2, initial_s=0.01, max_s=0.01, max_retry_after_s=0.01)
+    with open_catalog(tmp_path / "c.sqlite", data_root=root) as cat:
+        before = cat.query()
+        s3.faults.retry_after_s = 0.01
+        s3.faults.fail_first = 1  # one 503, then the retry succeeds
+        s3.faults.reset_counters()
+        s3.clear_request_log()
+        try:
+            assert cat.sync(S3Records(url, endpoint_url=s3.endpoint_url, policy=quick)).indexed == 6
+            first, second = s3.request_log[:2]
+            assert first == second  # the 503 was retried
+            s3.faults.status_every = 1  # every GET answers 503, retries too
+            with pytest.raises(TransientSourceError, match="503"):
+                cat.sync(S3Records(url, endpoint_url=s3.endpoint_url, policy=quick))
+        finally:
+            s3.faults.clear()
+        assert [r.id for r in cat.query()] == [r.id for r in before]
+        assert cat.query()[0].record_path.startswith(url)  # the first, successful sync's rows

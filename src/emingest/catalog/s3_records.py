@@ -11,13 +11,15 @@ anonymous read policy. Each row's ``record_path`` is the record's ``s3://`` URL.
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from emingest.catalog import CatalogRow, SyncResult
-from emingest.errors import ConfigError, EmingestError
+from emingest.errors import ConfigError
 from emingest.records import VolumeRecord
+from emingest.transports.retry import RetryPolicy
 from emingest.transports.s3 import AnonymousS3
 
 
@@ -47,10 +49,14 @@ class S3Records:
     url: str
     endpoint_url: str | None = None
     region: str = "us-east-1"
+    concurrency: int = 16
+    policy: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         self.bucket, self.prefix = parse_s3_url(self.url)
-        self._s3 = AnonymousS3(self.bucket, endpoint_url=self.endpoint_url, region=self.region)
+        self._s3 = AnonymousS3(
+            self.bucket, endpoint_url=self.endpoint_url, region=self.region, policy=self.policy
+        )
 
     def keys(self) -> list[str]:
         """Every record key, ``<prefix><source>/<source_id>/<name>.json``, sorted."""
@@ -66,21 +72,22 @@ class S3Records:
 
     def read_rows(self) -> tuple[list[CatalogRow], SyncResult]:
         """Like :func:`emingest.catalog.read_sidecars`: rows by id, the last duplicate winning,
-        unreadable or invalid records listed in ``skipped``."""
+        invalid records listed in ``skipped``. A listing or GET that still fails after the
+        retries raises: a sync must not drop records it merely could not fetch."""
         result = SyncResult()
         rows: dict[str, CatalogRow] = {}
-        for key in self.keys():
+        keys = self.keys()
+        # Records are small: many GETs in flight (the client keeps a session per thread).
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-records") as pool:
+            fetched = list(zip(keys, pool.map(self._s3.get, keys), strict=True))
+        for key, body in fetched:
             where = self._s3.s3_url(key)
+            if body is None:  # deleted since the listing
+                continue
             try:
-                body = self._s3.get(key)
-                if body is None:  # deleted since the listing
-                    continue
                 record = VolumeRecord.model_validate_json(body)
             except ValidationError as err:
                 result.skipped.append((where, f"unreadable metadata record: {err}"))
-                continue
-            except EmingestError as err:
-                result.skipped.append((where, str(err)))
                 continue
             row = dataclasses.replace(CatalogRow.from_record(record, key), record_path=where)
             if row.id in rows:
