@@ -30,7 +30,7 @@ class TestPostgresCatalogContract(CatalogTests):
 
     def wipe(self, location: str | Path) -> None:
         with psycopg.connect(str(location), autocommit=True) as conn:
-            conn.execute("DROP TABLE records")
+            conn.execute("DROP TABLE emingest_records")
             conn.execute("DROP TABLE emingest_catalog_meta")
 
 
@@ -135,3 +135,14 @@ def test_test_databases_have_pgvector(postgres_url: str) -> None:
         assert version is not None and version[0].count(".") == 2
         distance = conn.execute("SELECT '[1,2,3]'::vector <-> '[1,2,5]'::vector").fetchone()
         assert distance == (2.0,)
+
+
+def test_shares_a_database_without_touching_other_tables(postgres_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE records (note TEXT)")
+        conn.execute("INSERT INTO records VALUES ('not ours')")
+    with open_catalog(postgres_url, data_root=write_sample_tree(tmp_path / "data")) as cat:
+        assert len(cat.query()) == 6
+        cat.sync(tmp_path / "data")
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT note FROM records").fetchall() == [("not ours",)]

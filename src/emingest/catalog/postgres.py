@@ -14,7 +14,9 @@ Concurrency, and why it holds:
   second, so a sidecar written before the lock is read by the sync, and the upsert of one
   written after it waits for the lock and lands after the sync. Reads are never blocked.
 - Creating the schema is guarded by a transaction-scoped advisory lock, so many processes
-  opening a fresh database at once create it once.
+  opening a fresh database at once create it once. Tables are prefixed ``emingest_`` so the
+  catalog can share a database with other tables (the pgvector index among them) and never
+  drops a table it did not create.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ _COLUMNS = (
     "record_json",
 )
 _SCHEMA = (
-    """CREATE TABLE records (
+    """CREATE TABLE emingest_records (
         id TEXT PRIMARY KEY NOT NULL,
         source TEXT NOT NULL,
         source_id TEXT NOT NULL,
@@ -86,14 +88,14 @@ _SCHEMA = (
         timestamp TEXT NOT NULL,
         record_json JSONB NOT NULL
     )""",
-    "CREATE INDEX records_source ON records (source)",
-    "CREATE INDEX records_status ON records (status_group)",
-    "CREATE INDEX records_dtype ON records (dtype)",
-    "CREATE INDEX records_shape ON records (shape_z, shape_y, shape_x)",
-    "CREATE INDEX records_voxel ON records (voxel_z, voxel_y, voxel_x)",
+    "CREATE INDEX emingest_records_source ON emingest_records (source)",
+    "CREATE INDEX emingest_records_status ON emingest_records (status_group)",
+    "CREATE INDEX emingest_records_dtype ON emingest_records (dtype)",
+    "CREATE INDEX emingest_records_shape ON emingest_records (shape_z, shape_y, shape_x)",
+    "CREATE INDEX emingest_records_voxel ON emingest_records (voxel_z, voxel_y, voxel_x)",
 )
 _UPSERT = (
-    f"INSERT INTO records ({', '.join(_COLUMNS)}) "
+    f"INSERT INTO emingest_records ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
     f"ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "id")
@@ -206,13 +208,13 @@ class PostgresCatalog:
             )
             cur.execute("SELECT value FROM emingest_catalog_meta WHERE key = 'schema_version'")
             found = cur.fetchone()
-            cur.execute("SELECT to_regclass('records') IS NOT NULL AS has_table")
+            cur.execute("SELECT to_regclass('emingest_records') IS NOT NULL AS has_table")
             has_table = bool((cur.fetchone() or (False,))[0])
             if has_table and found is not None and found[0] == str(SCHEMA_VERSION):
                 return
             if has_table:
                 log.info("%s: catalog schema %s is outdated; rebuilding", self.where, found)
-            cur.execute("DROP TABLE IF EXISTS records")
+            cur.execute("DROP TABLE IF EXISTS emingest_records")
             for statement in _SCHEMA:
                 cur.execute(statement)
             cur.execute(
@@ -249,7 +251,7 @@ class PostgresCatalog:
         cur.executemany(_UPSERT, [_row_values(r) for r in rows])
 
     def _select(self, clause: str, params: list[Any]) -> list[CatalogRow]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM records {clause} {_ORDER}"
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM emingest_records {clause} {_ORDER}"
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -269,7 +271,7 @@ class PostgresCatalog:
 
     def remove(self, id: str) -> bool:
         with self._transaction() as cur:
-            cur.execute("DELETE FROM records WHERE id = %s", (id,))
+            cur.execute("DELETE FROM emingest_records WHERE id = %s", (id,))
             return cur.rowcount > 0
 
     def get(self, id: str) -> CatalogRow | None:
@@ -308,9 +310,9 @@ class PostgresCatalog:
         self.data_root = Path(data_root) if isinstance(data_root, Path | str) else data_root
         with self._transaction() as cur:
             # EXCLUSIVE blocks writers (upserts wait, then land after) but never readers.
-            cur.execute("LOCK TABLE records IN EXCLUSIVE MODE")
+            cur.execute("LOCK TABLE emingest_records IN EXCLUSIVE MODE")
             rows, result = read_sidecars(self.data_root)
-            cur.execute("DELETE FROM records")
+            cur.execute("DELETE FROM emingest_records")
             self._insert(cur, rows)
         for path, reason in result.skipped:
             log.warning("%s: not indexed: %s", path, reason)
