@@ -20,6 +20,7 @@ import itertools
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,7 +82,11 @@ def postgres_server(parent: Path | str | None = None) -> Iterator[PostgresServer
     """Start a throwaway server in a new folder under ``parent`` (default: the temp folder);
     stop it and delete its data on exit."""
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder at import; without XDG_RUNTIME_DIR
+            # (root, CI) platformdirs warns and falls back to /tmp/runtime-<uid>, which is fine.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pgserver
     except ImportError as err:  # pragma: no cover - the test extra installs it
         raise RuntimeError(
             "a throwaway PostgreSQL needs the pgserver wheel: pip install 'emingest[test]'"
