@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,14 @@ def test_shares_a_database_without_touching_other_tables(postgres_url: str, tmp_
         cat.sync(tmp_path / "data")
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT note FROM records").fetchall() == [("not ours",)]
+
+
+def test_db_option_takes_a_url(postgres_url: str, tmp_path: Path) -> None:
+    root = write_sample_tree(tmp_path / "data")
+    runner = CliRunner()
+    done = runner.invoke(app, ["catalog", "sync", "--data-root", str(root), "--db", postgres_url])
+    assert done.exit_code == 0, done.output
+    listed = runner.invoke(app, ["catalog", "list", "--json", "--db", postgres_url])
+    assert listed.exit_code == 0, listed.output
+    assert [r["id"] for r in json.loads(listed.output)] == SAMPLE_IDS
+    assert not list(tmp_path.rglob("*.sqlite"))

@@ -36,8 +36,12 @@ DataRootOpt = Annotated[
     Path | None, typer.Option("--data-root", help="Data root [storage.data_root]")
 ]
 DbOpt = Annotated[
-    Path | None,
-    typer.Option("--db", help="Catalog database [catalog.db_path; <data_root>/catalog.sqlite]"),
+    str | None,
+    typer.Option(
+        "--db",
+        help="Catalog: a SQLite file or a postgresql:// URL "
+        "[catalog.url; catalog.db_path; <data_root>/catalog.sqlite]",
+    ),
 ]
 
 
@@ -51,7 +55,7 @@ def _settings(config: Path | None, data_root: Path | None) -> Settings:
 
 
 @contextmanager
-def _catalog(config: Path | None, data_root: Path | None, db: Path | None) -> Iterator[Catalog]:
+def _catalog(config: Path | None, data_root: Path | None, db: str | None) -> Iterator[Catalog]:
     settings = _settings(config, data_root)
     try:
         catalog = (
