@@ -54,7 +54,6 @@ def _root(
 ) -> None:
     """Ingest volume EM from public archives into OME-Zarr with a metadata catalog."""
 
-
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=False)
 ]
