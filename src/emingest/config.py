@@ -127,6 +127,18 @@ class CatalogSettings(_Section):
     db_path: Path | None = Field(
         None, description="Catalog database file; None: <data_root>/catalog.sqlite"
     )
+    url: str | None = Field(
+        None,
+        description="PostgreSQL catalog, postgresql://user:pass@host:5432/db (extra 'postgres'); "
+        "None: the SQLite file",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("catalog.url must start with postgresql:// (or leave it unset)")
+        return v
 
 
 class LimitSettings(_Section):

@@ -3,8 +3,8 @@
 The sidecar JSON files (``<data_root>/<source>/<source_id>/<name>.json``) are the source of
 truth; the catalog is an index that can always be rebuilt from them (``emingest catalog sync``),
 so losing or corrupting the database file never loses data. Callers use the :class:`Catalog`
-protocol through :func:`open_catalog`; SQLite is the built-in backend, and a server database
-can be added behind the same protocol without touching the pipeline.
+protocol through :func:`open_catalog`: an embedded SQLite file by default, or a PostgreSQL
+database (``catalog.url``, extra ``postgres``) when several machines write at once.
 
 >>> from emingest.catalog import CatalogFilters, open_catalog
 >>> with open_catalog(settings) as cat:                       # doctest: +SKIP
@@ -146,6 +146,19 @@ class SyncResult:
 # -- the interface ----------------------------------------------------------------------------
 
 
+class RecordSource(Protocol):
+    """Record sidecars somewhere other than a local folder (``catalog.s3_records.S3Records``);
+    ``Catalog.sync`` accepts one where it takes a data root."""
+
+    def read_rows(self) -> tuple[list[CatalogRow], SyncResult]:
+        """Every record as a row, like :func:`read_sidecars`."""
+        ...
+
+
+DataRoot = Path | str | RecordSource
+"""What ``Catalog.sync`` reads records from: a local data root, or a :class:`RecordSource`."""
+
+
 class Catalog(Protocol):
     """The index of records. Implementations raise :class:`CatalogError` on database failures."""
 
@@ -165,7 +178,7 @@ class Catalog(Protocol):
         """The record with this id, or None when the index has none."""
         ...
 
-    def sync(self, data_root: Path | str) -> SyncResult:
+    def sync(self, data_root: DataRoot) -> SyncResult:
         """Replace the whole index, atomically, with what the sidecars under ``data_root`` say."""
         ...
 
@@ -179,8 +192,10 @@ class Catalog(Protocol):
 # -- sidecars on disk -------------------------------------------------------------------------
 
 
-def read_sidecars(data_root: Path | str) -> tuple[list[CatalogRow], SyncResult]:
+def read_sidecars(data_root: DataRoot) -> tuple[list[CatalogRow], SyncResult]:
     """Read and validate every sidecar; rows ordered by id, the last of duplicates winning."""
+    if not isinstance(data_root, Path | str):
+        return data_root.read_rows()
     result = SyncResult()
     rows: dict[str, CatalogRow] = {}
     for path in iter_sidecars(data_root):
@@ -209,19 +224,32 @@ def catalog_db_path(settings: Settings) -> Path:
     return Path(settings.storage.data_root) / DEFAULT_DB_NAME
 
 
+def is_postgres_url(location: object) -> bool:
+    """Whether a catalog location is a PostgreSQL URL rather than a SQLite file path."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
 def open_catalog(
     settings_or_path: Settings | Path | str, *, data_root: Path | str | None = None
 ) -> Catalog:
-    """Open the catalog that ``settings`` name, or the SQLite file at a path.
+    """Open the catalog that ``settings`` name (``catalog.url``, else the SQLite file), the
+    SQLite file at a path, or the PostgreSQL database at a ``postgresql://`` URL.
 
     With a data root (from the settings, or given), a missing, corrupt or outdated database is
     rebuilt from the sidecars on open, with a warning for the corrupt case.
     """
     from emingest.catalog.sqlite import SQLiteCatalog
 
+    if is_postgres_url(settings_or_path):
+        from emingest.catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog(str(settings_or_path), data_root=data_root)
     if isinstance(settings_or_path, Path | str):
         return SQLiteCatalog(Path(settings_or_path), data_root=data_root)
     root = data_root if data_root is not None else settings_or_path.storage.data_root
+    url = settings_or_path.catalog.url
+    if url is not None:
+        return open_catalog(url, data_root=root)
     return SQLiteCatalog(catalog_db_path(settings_or_path), data_root=root)
 
 
@@ -251,9 +279,12 @@ __all__ = [
     "Catalog",
     "CatalogFilters",
     "CatalogRow",
+    "DataRoot",
+    "RecordSource",
     "SyncResult",
     "catalog_db_path",
     "index_record",
+    "is_postgres_url",
     "iter_sidecars",
     "open_catalog",
     "read_sidecars",

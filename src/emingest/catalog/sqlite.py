@@ -23,6 +23,7 @@ from emingest.atomic import current_umask
 from emingest.catalog import (
     CatalogFilters,
     CatalogRow,
+    DataRoot,
     SyncResult,
     read_sidecars,
     status_group,
@@ -193,7 +194,7 @@ class SQLiteCatalog:
 
     def __init__(self, db_path: Path | str, *, data_root: Path | str | None = None) -> None:
         self.db_path = Path(db_path)
-        self.data_root = Path(data_root) if data_root is not None else None
+        self.data_root: DataRoot | None = Path(data_root) if data_root is not None else None
         self._conn: sqlite3.Connection | None = None
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -362,23 +363,28 @@ class SQLiteCatalog:
                 "`emingest catalog sync` rebuilds the catalog from the sidecars"
             ) from err
 
-    def sync(self, data_root: Path | str) -> SyncResult:
+    def sync(self, data_root: DataRoot) -> SyncResult:
         """Re-read every sidecar and replace the index with them in one transaction."""
-        self.data_root = Path(data_root)
-        rows, result = read_sidecars(self.data_root)
-        for path, reason in result.skipped:
-            log.warning("%s: not indexed: %s", path, reason)
-        for id_, path in result.duplicates:
-            log.warning("%s: id %s already indexed from another sidecar; this one wins", path, id_)
+        self.data_root = Path(data_root) if isinstance(data_root, Path | str) else data_root
+        rows: list[CatalogRow] | None = None
         try:
             with self._transaction() as conn:
+                # Read under the write lock: a writer indexing a sidecar we already read waits
+                # for us, so an older copy of a record never overwrites its newer update.
+                rows, result = read_sidecars(self.data_root)
                 _fill(conn, rows, clear=True)
         except CatalogError as err:
             cause = err.__cause__
             if not (isinstance(cause, sqlite3.DatabaseError) and _is_corruption(cause)):
                 raise
             log.warning("%s: catalog database is corrupt (%s); replacing it", self.db_path, cause)
+            if rows is None:
+                rows, result = read_sidecars(self.data_root)
             self._conn = self._replace_file(rows)
+        for path, reason in result.skipped:
+            log.warning("%s: not indexed: %s", path, reason)
+        for id_, path in result.duplicates:
+            log.warning("%s: id %s already indexed from another sidecar; this one wins", path, id_)
         return result
 
     def close(self) -> None:

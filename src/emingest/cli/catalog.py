@@ -21,19 +21,25 @@ from emingest.catalog import (
     Catalog,
     CatalogFilters,
     CatalogRow,
+    DataRoot,
     catalog_db_path,
+    is_postgres_url,
     open_catalog,
 )
 from emingest.cli.app import new_app
 from emingest.cli.options import ConfigOpt, DataRootOpt, settings_from_flags
 from emingest.config import Settings
-from emingest.errors import EmingestError
+from emingest.errors import ConfigError, EmingestError
 
 catalog_app = new_app("Query the catalog of ingested volumes, rebuild it, report on the records.")
 
 DbOpt = Annotated[
-    Path | None,
-    typer.Option("--db", help="Catalog database [catalog.db_path; <data_root>/catalog.sqlite]"),
+    str | None,
+    typer.Option(
+        "--db",
+        help="Catalog: a SQLite file or a postgresql:// URL "
+        "[catalog.url; catalog.db_path; <data_root>/catalog.sqlite]",
+    ),
 ]
 
 
@@ -41,21 +47,25 @@ def _settings(config: Path | None, data_root: Path | None) -> Settings:
     return settings_from_flags(config, data_root=data_root)
 
 
-def _nothing_there(config: Path | None, data_root: Path | None, db: Path | None) -> bool:
+def _nothing_there(config: Path | None, data_root: Path | None, db: str | None) -> bool:
     """No catalog file and no data root to rebuild one from: a reading command has nothing to
-    read, and must not create a database as a side effect."""
+    read, and must not create a database as a side effect. A PostgreSQL catalog is a server:
+    always asked."""
     settings = _settings(config, data_root)
-    path = db if db is not None else catalog_db_path(settings)
+    if (db is not None and is_postgres_url(db)) or settings.catalog.url:
+        return False
+    path = Path(db) if db is not None else catalog_db_path(settings)
     return not path.exists() and not Path(settings.storage.data_root).is_dir()
 
 
 @contextmanager
-def _catalog(config: Path | None, data_root: Path | None, db: Path | None) -> Iterator[Catalog]:
+def _catalog(config: Path | None, data_root: Path | None, db: str | None) -> Iterator[Catalog]:
     settings = _settings(config, data_root)
     try:
-        catalog = open_catalog(
-            db if db is not None else catalog_db_path(settings),
-            data_root=settings.storage.data_root,
+        catalog = (
+            open_catalog(db, data_root=settings.storage.data_root)
+            if db is not None
+            else open_catalog(settings)  # catalog.url (PostgreSQL) or the SQLite file
         )
     except EmingestError as err:
         typer.echo(f"emingest: {err}", err=True)
@@ -70,10 +80,29 @@ def _catalog(config: Path | None, data_root: Path | None, db: Path | None) -> It
 
 
 @catalog_app.command("sync")
-def sync(config: ConfigOpt = None, data_root: DataRootOpt = None, db: DbOpt = None) -> None:
+def sync(
+    config: ConfigOpt = None,
+    data_root: DataRootOpt = None,
+    db: DbOpt = None,
+    from_url: Annotated[
+        str | None,
+        typer.Option("--from", help="Read the records from s3://bucket/prefix (anonymous)"),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="S3 endpoint for --from [AWS]")
+    ] = None,
+) -> None:
     """Rebuild the catalog from the record sidecars (the sidecars are the truth)."""
     settings = _settings(config, data_root)
-    root = settings.storage.data_root
+    root: DataRoot = settings.storage.data_root
+    if from_url is not None:
+        from emingest.catalog.s3_records import S3Records
+
+        try:
+            root = S3Records(from_url, endpoint_url=endpoint_url)
+        except ConfigError as err:
+            typer.echo(f"emingest: {err}", err=True)
+            raise typer.Exit(2) from err
     with _catalog(config, data_root, db) as catalog:
         result = catalog.sync(root)
     for path, reason in result.skipped:
