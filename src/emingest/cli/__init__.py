@@ -54,6 +54,7 @@ def _root(
 ) -> None:
     """Ingest volume EM from public archives into OME-Zarr with a metadata catalog."""
 
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=False)
 ]
@@ -591,7 +592,7 @@ def demo_datasets(settings: Settings) -> list[Any]:
 def demo(
     root: Annotated[Path, typer.Option(help="Folder for replicas, data and logs")] = Path("demo"),
     serve: Annotated[
-        bool, typer.Option(help="Keep the replicas running after the run (Ctrl-C stops)")
+        bool, typer.Option(help="Then serve the data (API, web page) on serve.port; Ctrl-C stops")
     ] = False,
     force: ForceOpt = False,
 ) -> None:
@@ -628,12 +629,9 @@ def demo(
             f"{skipped})\nReport: {json_path}"
         )
         if serve:
-            typer.echo("Replicas keep running; Ctrl-C stops them.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            from emingest.cli.serve import run_server
+
+            run_server(settings, banner="Replicas keep running. ")
     raise typer.Exit(code)
 
 
@@ -663,6 +661,11 @@ def schema(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {output}")
+
+
+from emingest.cli.serve import register as _register_serve  # noqa: E402
+
+_register_serve(app)
 
 
 def main() -> None:
