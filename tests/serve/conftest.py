@@ -66,3 +66,21 @@ def served(tmp_path_factory: pytest.TempPathFactory, epfl_replica: EPFLReplica) 
 def api(served: Settings) -> Iterator[ApiServer]:
     with ApiServer(served) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def embedded(served: Settings) -> Settings:
+    """The served volumes embedded with the default embedder, through the `emingest embed`
+    command of issue 13 (only where ``emingest.vectors`` is installed)."""
+    pytest.importorskip("emingest.vectors", reason="emingest.vectors is not on this branch yet")
+    from typer.testing import CliRunner
+
+    from emingest.cli import app
+
+    env = {
+        "EMINGEST_STORAGE__DATA_ROOT": str(served.storage.data_root),
+        "EMINGEST_LOGGING__LOG_DIR": str(served.logging.log_dir),
+    }
+    result = CliRunner().invoke(app, ["embed", "--all"], env=env)
+    assert result.exit_code == 0, result.output
+    return served

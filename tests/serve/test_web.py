@@ -71,7 +71,7 @@ def test_catalog_table_with_thumbnails_and_filters(api: ApiServer, page: Any, sh
     assert "epfl/ca1-hippocampus/volumedata" in page.locator("#records").inner_text()
     page.screenshot(path=str(shots / "catalog.png"), full_page=True)
 
-    page.fill("input[name=text]", "ground")
+    page.fill("input[name=text]", "masks")
     page.click("#filters button")
     page.wait_for_function("document.querySelector('#count').textContent === '2 records'")
     assert all(
@@ -113,7 +113,7 @@ def test_volume_page_viewer_zoom_levels_and_metadata(
     page.mouse.move(400, 400)
     box = page.locator("#view").bounding_box()
     page.mouse.move(box["x"] + 320, box["y"] + 240)
-    for _ in range(8):  # zoom out: a coarser level is chosen
+    for _ in range(14):  # zoom out to 3 x 0.8^14 = 0.13 px per voxel: level 2 is chosen
         page.mouse.wheel(0, 200)
         page.wait_for_timeout(50)
     page.wait_for_function("Number(document.getElementById('view').dataset.level) >= 2")
@@ -123,7 +123,11 @@ def test_volume_page_viewer_zoom_levels_and_metadata(
     )
 
 
-def test_click_searches_similar_patches(api: ApiServer, page: Any, shots: Path) -> None:
+def test_click_searches_similar_patches(
+    api: ApiServer, page: Any, shots: Path, request: pytest.FixtureRequest
+) -> None:
+    if HAS_VECTORS:
+        request.getfixturevalue("embedded")  # an index to search
     page.goto(f"{api.url}/#/volume/epfl%2Fca1-hippocampus%2Fvolumedata")
     page.wait_for_selector("#view[data-loaded]")
     box = page.locator("#view").bounding_box()
@@ -134,8 +138,15 @@ def test_click_searches_similar_patches(api: ApiServer, page: Any, shots: Path) 
     )
     status = page.locator("#search-status").inner_text()
     if HAS_VECTORS:
-        page.wait_for_selector(".hit img")
-        assert "similar patches" in status
+        page.wait_for_function(
+            "[...document.querySelectorAll('.hit img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert "similar patches" in status and page.locator(".hit").count() > 0
+        first = page.locator(".hit").first
+        first.click()  # a hit links to its place: the volume page centred on it
+        page.wait_for_selector("#view[data-loaded]")
+        assert "#/volume/" in page.url and "z=" in page.url
     else:
         assert "emingest.vectors" in status  # the 501 answer, shown to the user
     page.screenshot(path=str(shots / "search.png"), full_page=True)

@@ -200,7 +200,7 @@ class SliceViewer {
     // the coarsest level whose voxels are still no bigger than a screen pixel
     const [, ny0] = this.levels[0].shape;
     let best = 0;
-    this.levels.forEach((l, i) => { if ((ny0 / l.shape[1]) * this.zoom >= 0.999) best = i; });
+    this.levels.forEach((l, i) => { if ((ny0 / l.shape[1]) * this.zoom <= 1.001) best = i; });
     return best;
   }
 
