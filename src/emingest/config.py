@@ -110,6 +110,12 @@ class ServeSettings(_Section):
     cache_dir: Path | None = Field(
         None, description="Thumbnail cache; None: <data_root>/.cache/thumbnails"
     )
+    chunk_cache_bytes: int = Field(
+        256 * MiB,
+        ge=0,
+        description="Decoded chunks the server keeps (neighbouring planes share chunks); 0: none",
+    )
+    access_log: bool = Field(False, description="Log one line per request (costs throughput)")
 
 
 class DatasetSettings(_Section):

@@ -56,12 +56,23 @@ class PatchDataset(Dataset):
         """A DataLoader over this dataset. Workers start with ``forkserver`` unless
         ``multiprocessing_context`` is given: tensorstore aborts a process forked after its
         threads started, so the default ``fork`` of Linux cannot be used once anything was read.
+        Batches are stacked by :func:`stack_batch` unless ``collate_fn`` is given.
         """
         from torch.utils.data import DataLoader
 
         if num_workers > 0:
             kw.setdefault("multiprocessing_context", "forkserver")
+        kw.setdefault("collate_fn", stack_batch)
         return DataLoader(self, batch_size=batch_size, num_workers=num_workers, **kw)
 
 
-__all__ = ["PatchDataset"]
+def stack_batch(items: list[Any]) -> Any:
+    """Stack items with numpy, then wrap as tensors: torch.stack runs on torch's intra-op
+    threads, which fight tensorstore's for the cores (measured here on 2 cores: 16 patches of
+    256² stacked in 10 ms with 2 torch threads, 0.8 ms with one; numpy needs no pool)."""
+    if isinstance(items[0], tuple):
+        return tuple(stack_batch(list(column)) for column in zip(*items, strict=True))
+    return torch.from_numpy(np.stack([t.numpy() for t in items]))
+
+
+__all__ = ["PatchDataset", "stack_batch"]

@@ -205,8 +205,12 @@ class Volume(VolumeBase):
     """One ingested volume on this machine: its record, pyramid levels and voxels, read with
     tensorstore straight from the OME-Zarr store."""
 
-    def __init__(self, row: CatalogRow, settings: Settings | None = None) -> None:
+    def __init__(
+        self, row: CatalogRow, settings: Settings | None = None, *, context: Any = None
+    ) -> None:
         self.row = row
+        self.context = context
+        """A ``tensorstore.Context`` shared by several volumes (the server's chunk cache)."""
         self.id = row.id
         self.settings = settings
         self.record = VolumeRecord.model_validate(row.record)
@@ -220,6 +224,7 @@ class Volume(VolumeBase):
         state = dict(self.__dict__)
         state["_arrays"] = {}
         state["_lock"] = None
+        state["context"] = None  # a cache pool is per process
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -241,6 +246,7 @@ class Volume(VolumeBase):
                         {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}},
                         open=True,
                         read=True,
+                        context=self.context,
                     ).result()
                 except ValueError as err:
                     raise EntryNotFoundError(f"{self.id}: cannot open {path}: {err}") from err

@@ -30,6 +30,7 @@ def make_server(settings: Settings, **uvicorn_options: Any) -> Any:
         host=settings.serve.host,
         port=settings.serve.port,
         log_level="info",
+        access_log=settings.serve.access_log,
         **uvicorn_options,
     )
     return uvicorn.Server(config)

@@ -35,7 +35,14 @@ class VolumeCache:
     :data:`CACHE_SECONDS` is looked up again (a job may have rewritten it)."""
 
     def __init__(self, settings: Settings) -> None:
+        import tensorstore as ts
+
         self.settings = settings
+        # One chunk cache for every volume, bounded by serve.chunk_cache_bytes: a viewer asks
+        # for neighbouring planes and levels, which decode the same chunks again without it.
+        self.context = ts.Context(
+            {"cache_pool": {"total_bytes_limit": settings.serve.chunk_cache_bytes}}
+        )
         self._items: dict[str, tuple[float, Volume]] = {}
         self._lock = threading.Lock()
 
@@ -52,7 +59,7 @@ class VolumeCache:
         if hit is not None and hit[1].row.timestamp == row.timestamp:
             volume = hit[1]
         else:
-            volume = Volume(row, self.settings)
+            volume = Volume(row, self.settings, context=self.context)
         with self._lock:
             self._items[record_id] = (now, volume)
         return volume
