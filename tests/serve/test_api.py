@@ -244,6 +244,9 @@ def test_store_metadata_and_ranges(api: ApiServer, served: Settings) -> None:
     tail = requests.get(url, headers={"Range": "bytes=-40"}, timeout=10)
     assert tail.status_code == 206
     assert tail.content == whole[-40:]
+    head_only = requests.head(url, timeout=10)
+    assert head_only.status_code == 200 and head_only.content == b""
+    assert int(head_only.headers["content-length"]) == len(whole)
 
 
 def test_missing_chunk_is_a_404_with_cors(api: ApiServer) -> None:

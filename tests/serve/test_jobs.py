@@ -114,9 +114,10 @@ def test_cancel_leaves_the_volume_resumable_and_restart_lists_past_jobs(
         job = requests.post(
             job_url(srv), json={"source": "epfl", "ids": ["volumedata"]}, timeout=10
         ).json()
+        # the volume has started (describe, then a download slowed by the latency)
         wait_for(
             lambda: requests.get(job_url(srv, job["id"]), timeout=10).json(),
-            lambda s: s["status"] == "running",
+            lambda s: [v["status"] for v in s["volumes"]] == ["running"],
         )
         cancelled = requests.delete(job_url(srv, job["id"]), timeout=10)
         assert cancelled.status_code == 200

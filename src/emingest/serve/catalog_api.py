@@ -22,6 +22,7 @@ from emingest.catalog import CatalogFilters, CatalogRow, open_catalog
 from emingest.config import Settings
 from emingest.errors import CatalogError, EntryNotFoundError, RequestError, RequestTooLargeError
 from emingest.imaging import contrast_window, encode_png, to_uint8
+from emingest.records import VolumeRecord
 from emingest.volume import Volume
 
 router = APIRouter(tags=["catalog and data"])
@@ -270,8 +271,7 @@ def get_record(request: Request, record_id: str) -> JSONResponse:
     ]
     from emingest.volume import levels_of
 
-    volume_record = Volume(row, settings).record if row.shape else None
-    window = contrast_window(volume_record) if volume_record is not None else None
+    window = contrast_window(VolumeRecord.model_validate(row.record)) if row.shape else None
     body = {
         **row.summary(),
         **record_urls(row, settings, str(request.base_url)),

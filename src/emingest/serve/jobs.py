@@ -224,6 +224,7 @@ class JobManager:
                     if job.cancel.is_set():
                         state.status = "cancelled"
                         continue
+                    state.status = "running"
                     result = pipe.ingest(vj, force=req.force)
                     state.status = result.status
                     if isinstance(result.error, JobCancelledError):
