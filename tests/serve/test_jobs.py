@@ -192,3 +192,27 @@ def test_off_loopback_without_a_token_refuses_to_start(
     create_app(
         make_settings(job_root, epfl_replica, host="0.0.0.0", token=TOKEN)
     ).state.jobs.shutdown()
+
+
+def test_job_survives_its_client_disconnecting(
+    job_root: Path, epfl_replica: EPFLReplica, make_settings: Any
+) -> None:
+    import json
+    import socket
+
+    settings = make_settings(job_root, epfl_replica)
+    with ApiServer(settings) as srv:
+        host, port = srv.url.removeprefix("http://").split(":")
+        body = json.dumps({"source": "epfl", "ids": ["testing"]}).encode()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+        # closed without reading the answer: the job runs on in the server
+        items = wait_for(
+            lambda: {"items": requests.get(job_url(srv), timeout=10).json()["items"]},
+            lambda s: bool(s["items"]) and s["items"][0]["status"] not in ("queued", "running"),
+        )["items"]
+        assert [(j["status"], j["ids"]) for j in items] == [("complete", ["testing"])]
