@@ -91,5 +91,18 @@ async def search_array(
     return {"query": {"shape": list(array.shape), "k": k}, "hits": _hits(request, hits)}
 
 
+def _plain(value: Any) -> Any:
+    """JSON-able: numpy scalars and arrays (an embedder's distances) become Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _hits(request: Request, hits: Any) -> list[dict[str, Any]]:
-    return [hit_links(request, h.to_dict()) for h in hits]
+    return [hit_links(request, _plain(h.to_dict())) for h in hits]

@@ -14,7 +14,7 @@ class ApiServer:
     """``with ApiServer(settings) as srv: requests.get(srv.url + "/api/records")``."""
 
     def __init__(
-        self, settings: Settings, *, start_jobs: bool = True, workers_log: str = "warning"
+        self, settings: Settings, *, start_jobs: bool = True, log_level: str = "warning"
     ) -> None:
         import uvicorn
 
@@ -22,7 +22,7 @@ class ApiServer:
 
         self.settings = settings
         self.app = create_app(settings, start_jobs=start_jobs)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level=workers_log)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level=log_level)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self.url = ""
