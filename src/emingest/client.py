@@ -114,10 +114,17 @@ class Client:
     # -- search ---------------------------------------------------------------------------
 
     def search_like(
-        self, record_id: str, zyx: tuple[int, int, int], k: int = 12, source: str | None = None
+        self,
+        record_id: str,
+        zyx: tuple[int, int, int],
+        k: int = 12,
+        source: str | None = None,
+        where: str | None = None,
     ) -> list[dict[str, Any]]:
         z, y, x = (int(v) for v in zyx)
         params = {"like": record_id, "z": z, "y": y, "x": x, "k": k, "source": source}
+        if where is not None:
+            params["where"] = where
         return self.get_json("/api/search", **params)["hits"]
 
     def search_array(self, array: np.ndarray, k: int = 12) -> list[dict[str, Any]]:

@@ -67,10 +67,13 @@ def search_like(
     x: int,
     k: Annotated[int, Query(ge=1, le=200)] = 12,
     source: Annotated[str | None, Query(max_length=100)] = None,
+    where: Annotated[
+        str | None, Query(max_length=500, description="as `emingest search --where`")
+    ] = None,
 ) -> dict[str, Any]:
     vectors = _vectors()
     settings = request.app.state.settings
-    hits = vectors.search_like(settings, like, (z, y, x), k=k, source=source)
+    hits = vectors.search_like(settings, like, (z, y, x), k=k, source=source, where=where)
     return {"query": {"like": like, "zyx": [z, y, x], "k": k}, "hits": _hits(request, hits)}
 
 
