@@ -167,6 +167,34 @@ class LimitSettings(_Section):
     )
 
 
+class ServeSettings(_Section):
+    """``emingest serve``: the HTTP API, the web page and the jobs it runs."""
+
+    host: str = Field("127.0.0.1", description="Address to bind; elsewhere, jobs need a token")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one")
+    token: str | None = Field(
+        None, description="Bearer token the job endpoints require (required off loopback)"
+    )
+    max_region_bytes: int = Field(
+        64 * MiB, ge=1, description="Largest region one request may read (413 above)"
+    )
+    max_request_bytes: int = Field(
+        16 * MiB, ge=1, description="Largest request body (an uploaded patch, a job)"
+    )
+    page_limit: int = Field(1000, ge=1, description="Most records one /api/records page lists")
+    job_workers: int = Field(1, ge=1, description="Jobs run at the same time")
+    thumbnail_px: int = Field(256, ge=16, le=2048, description="Longest side of a thumbnail")
+    cache_dir: Path | None = Field(
+        None, description="Thumbnail cache; None: <data_root>/.cache/thumbnails"
+    )
+    chunk_cache_bytes: int = Field(
+        256 * MiB,
+        ge=0,
+        description="Decoded chunks the server keeps (neighbouring planes share chunks); 0: none",
+    )
+    access_log: bool = Field(False, description="Log one line per request (costs throughput)")
+
+
 class DatasetSettings(_Section):
     """One dataset of ``emingest run``: a source, the ids it names and its discover options."""
 
@@ -183,6 +211,7 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     transport: TransportSettings = Field(
         default_factory=TransportSettings,
         description="Timeouts, connection limits, retries and segments of every file archive; "

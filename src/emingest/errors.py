@@ -77,6 +77,22 @@ class LocalStorageError(EmingestError, OSError):
         self.errno = errno
 
 
+class RequestError(EmingestError, ValueError):
+    """A request (HTTP, SDK call) asks for something invalid: bad region, unknown level."""
+
+
+class RequestTooLargeError(RequestError):
+    """A request asks for more than a configured size limit (HTTP 413)."""
+
+
+class JobCancelledError(EmingestError):
+    """A job was cancelled; its volumes stay resumable (the same job again continues)."""
+
+
+class MissingExtraError(EmingestError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
 __all__ = [
     "CatalogError",
     "ConfigError",
@@ -84,8 +100,12 @@ __all__ = [
     "EmingestError",
     "EntryNotFoundError",
     "IntegrityError",
+    "JobCancelledError",
     "LocalStorageError",
+    "MissingExtraError",
     "RemoteFormatError",
+    "RequestError",
+    "RequestTooLargeError",
     "RunInterrupted",
     "SourceError",
     "TransientSourceError",

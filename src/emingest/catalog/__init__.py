@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -291,3 +293,17 @@ __all__ = [
     "record_id",
     "status_group",
 ]
+
+
+class _CallableCatalogModule(types.ModuleType):
+    """``emingest.catalog(**filters)`` is the SDK's query (issue 14), but ``emingest.catalog``
+    is also this package, and importing a submodule rebinds the parent's attribute to it; so
+    the package itself is made callable rather than shadowed."""
+
+    def __call__(self, **filters: Any) -> list[CatalogRow]:
+        from emingest.volume import find_records
+
+        return find_records(**filters)
+
+
+sys.modules[__name__].__class__ = _CallableCatalogModule

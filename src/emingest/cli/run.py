@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -160,7 +159,7 @@ def demo_datasets(settings: Settings) -> list[DatasetSettings]:
 def demo(
     root: Annotated[Path, typer.Option(help="Folder for replicas, data and logs")] = Path("demo"),
     serve: Annotated[
-        bool, typer.Option(help="Keep the replicas running after the run (Ctrl-C stops)")
+        bool, typer.Option(help="Then serve the data (API, web page) on serve.port; Ctrl-C stops")
     ] = False,
     force: ForceOpt = False,
 ) -> None:
@@ -197,12 +196,9 @@ def demo(
             f"{skipped})\nReport: {json_path}"
         )
         if serve and code != EXIT_INTERRUPTED:
-            typer.echo("Replicas keep running; Ctrl-C stops them.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            from emingest.cli.serve import run_server
+
+            run_server(settings, banner="Replicas keep running. ")
     raise typer.Exit(code)
 
 
