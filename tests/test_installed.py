@@ -29,7 +29,7 @@ from emingest.config import load_settings
 from emingest.config_toml import settings_to_toml
 from emingest.records import read_record
 from emingest.sources import create_source
-from emingest.testing.replicas import ARCHIVES, ReplicaSet
+from emingest.testing.replicas import ReplicaSet
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "schemas" / "record.schema.json").read_text(encoding="utf-8"))
@@ -157,8 +157,9 @@ def test_replica_settings_name_only_loopback_hosts(tmp_path: Path) -> None:
     settings are applied, fallbacks included: a failed replica listing cannot reach out."""
     with ReplicaSet(tmp_path / "replicas") as rs:
         settings = load_settings(environ={}, overrides={"sources": rs.source_settings()})
+        archives = list(rs.members)
     checked = {}
-    for name in ARCHIVES:
+    for name in archives:
         options = create_source(name, settings).options.model_dump(mode="json")
         checked |= {
             f"{name}.{key}": value
