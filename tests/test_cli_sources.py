@@ -78,7 +78,7 @@ def test_ingest_openorganelle_and_list(tmp_path: Path, replicas: ReplicaSet) -> 
     assert f"{oo.dataset}/recon-2/em/fibsem-int16  int16" in listed.output
     assert not (tmp_path / "data" / "openorganelle").exists()  # --list writes nothing
     result = runner.invoke(
-        app, ["ingest", "openorganelle", oo.dataset, "--levels", "2", "--config", str(cfg)]
+        app, ["ingest", "openorganelle", oo.dataset, "--source-levels", "2", "--config", str(cfg)]
     )
     assert result.exit_code == 0, result.output
     [rec] = records(tmp_path, "openorganelle")

@@ -27,7 +27,7 @@ import zarr
 
 from emingest.config import load_settings
 from emingest.config_toml import settings_to_toml
-from emingest.records import read_record
+from emingest.records import read_record, resolve_in_root
 from emingest.sources import create_source
 from emingest.testing.replicas import ReplicaSet
 
@@ -72,7 +72,8 @@ def check_records(data: Path, expected_sources: set[str]) -> list[dict[str, Any]
     for path, doc in zip(paths, docs, strict=True):
         jsonschema.validate(doc, SCHEMA)  # the published schema, not our model
         assert doc["status"] == "complete", (path, doc["status"])
-        assert len(doc["sha256"]) == 64 and Path(doc["local_paths"]["volume"]).is_dir()
+        # record paths are relative to the data root (a moved data root stays valid)
+        assert len(doc["sha256"]) == 64 and (data / doc["local_paths"]["volume"]).is_dir()
     assert {d["source"] for d in docs} == expected_sources
     return docs
 
@@ -215,7 +216,8 @@ def test_ingest_local_killed_then_resumed_gives_the_same_sha256(tmp_path: Path) 
     record = read_record(record_path)
     assert record.status == "complete"
     assert record.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
-    np.testing.assert_array_equal(zarr.open_group(record.local_paths.volume)["s0"][:], a)
+    store = resolve_in_root(record.local_paths.volume, data)
+    np.testing.assert_array_equal(zarr.open_group(store)["s0"][:], a)
 
 
 @pytest.fixture(scope="module")

@@ -60,9 +60,10 @@ def test_multiscales_attrs_keeps_nanometres_when_known() -> None:
 
 
 def test_an_archive_voxel_size_that_cannot_be_true_is_recorded_as_null(tmp_path: Path) -> None:
-    from emingest.sources.base import VolumeInfo, VolumeRef
+    from emingest.readers import VolumeReader
+    from emingest.sources.base import Source, VolumeInfo, VolumeRef
 
-    class ZeroVoxelSource:
+    class ZeroVoxelSource(Source):
         """An archive that answers 0 nm (seen in the wild for 'not set')."""
 
         name = "zero"
@@ -76,7 +77,7 @@ def test_an_archive_voxel_size_that_cannot_be_true_is_recorded_as_null(tmp_path:
             )
 
         def open(self, ref: VolumeRef) -> object:
-            class Reader:
+            class Reader(VolumeReader):
                 shape = (2, 8, 8)
                 dtype = np.dtype("uint8")
 

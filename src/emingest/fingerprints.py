@@ -162,6 +162,11 @@ def check_source(source: Any, ref: Any, fingerprint: dict[str, Any] | None) -> S
     return SourceCheck(False, describe_change(fingerprint, new), info)
 
 
+def download_fingerprint_path(final: Path) -> Path:
+    """Where the fingerprint of a cached download is kept: ``.<name>.source.json`` beside it."""
+    return final.with_name(f".{final.name}.source.json")
+
+
 def fetch_current(downloader: Any, url: str, name: str, fingerprint: dict[str, Any]) -> Any:
     """``downloader.fetch(url, name)``, but a cached copy downloaded when the remote file
     looked different (another size, ETag or Last-Modified) is dropped first: a changed source
@@ -172,7 +177,7 @@ def fetch_current(downloader: Any, url: str, name: str, fingerprint: dict[str, A
     from emingest.transports.download import done_marker
 
     final = downloader.path_for(url, name)
-    marker = final.with_name(f".{final.name}.source.json")
+    marker = download_fingerprint_path(final)
     try:
         before = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -6,15 +6,12 @@ every plane and every level of a volume is shown with the same contrast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
 from emingest.errors import ConversionError
-
-if TYPE_CHECKING:
-    from emingest.volume import VolumeBase
 
 
 def contrast_window(record: Any, low: float = 0.005, high: float = 0.995) -> tuple[float, float]:
@@ -66,7 +63,7 @@ def fit_size(shape: tuple[int, int], size: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def thumbnail_of(volume: VolumeBase, size: int = 256) -> np.ndarray:
+def thumbnail_of(volume: Any, size: int = 256) -> np.ndarray:
     """The middle z plane of the coarsest level still at least ``size`` wide, as uint8."""
     level = 0
     for info in volume.levels:

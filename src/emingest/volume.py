@@ -103,7 +103,7 @@ def normalize_region(region: RegionLike, shape: Sequence[int]) -> tuple[slice, s
 def store_path(row: CatalogRow) -> Path:
     """Where a record's OME-Zarr store is: beside its sidecar (a labels image inside its
     image's ``labels/`` group), else what the record says."""
-    from emingest.pipeline import safe_component
+    from emingest.layout import safe_component
 
     folder = Path(row.record_path).parent
     labels_of = (row.record.get("additional_metadata") or {}).get("labels_of")
@@ -313,11 +313,9 @@ def find_records(
     *, settings: Settings | None = None, data_root: str | Path | None = None, **filters: Any
 ) -> list[CatalogRow]:
     """Catalog rows matching ``CatalogFilters(**filters)`` (``emingest.catalog(...)``)."""
-    from emingest.catalog import CatalogFilters, open_catalog
+    from emingest.catalog import find_records as query
 
-    f = CatalogFilters(**filters)
-    with open_catalog(local_settings(settings, data_root)) as cat:
-        return cat.query(f)
+    return query(settings=settings, data_root=data_root, **filters)
 
 
 def open_volume(

@@ -11,8 +11,8 @@ import pytest
 
 from emingest.config import Settings, load_settings
 from emingest.pipeline import Pipeline, jobs_for
+from emingest.serve.loopback import ApiServer
 from emingest.sources import create_source
-from emingest.testing.api_server import ApiServer
 from emingest.testing.epfl import EPFLReplica
 
 

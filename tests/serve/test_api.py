@@ -12,7 +12,7 @@ import requests
 import tifffile
 
 from emingest.config import Settings
-from emingest.testing.api_server import ApiServer
+from emingest.serve.loopback import ApiServer
 from emingest.testing.epfl import EPFLReplica
 
 VOLUME = "epfl/ca1-hippocampus/volumedata"

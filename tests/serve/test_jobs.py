@@ -13,7 +13,7 @@ import requests
 from emingest.errors import ConfigError
 from emingest.records import read_record
 from emingest.serve import create_app
-from emingest.testing.api_server import ApiServer
+from emingest.serve.loopback import ApiServer
 from emingest.testing.epfl import EPFLReplica
 
 TOKEN = "s3cret-token"

@@ -14,7 +14,7 @@ import tifffile
 import emingest
 from emingest.config import Settings
 from emingest.errors import EntryNotFoundError, RequestError, RequestTooLargeError
-from emingest.testing.api_server import ApiServer
+from emingest.serve.loopback import ApiServer
 from emingest.testing.epfl import EPFLReplica
 
 VOLUME = "epfl/ca1-hippocampus/volumedata"

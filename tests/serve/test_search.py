@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from emingest.config import Settings
-from emingest.testing.api_server import ApiServer
+from emingest.serve.loopback import ApiServer
 
 HAS_VECTORS = importlib.util.find_spec("emingest.vectors") is not None
 VOLUME = "epfl/ca1-hippocampus/volumedata"

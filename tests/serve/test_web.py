@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from emingest.testing.api_server import ApiServer
+from emingest.serve.loopback import ApiServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [

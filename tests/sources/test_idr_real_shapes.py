@@ -44,7 +44,9 @@ class RecordedAnswers(HTTPReplica):
         self.route("GET", r"/.*", self._answer)
 
     def _answer(self, ctx: RequestContext) -> None:
-        if ctx.path in self.answers:
+        if ctx.path.startswith("/files/"):  # describe HEADs the file for its fingerprint
+            ctx.send_bytes(b"\0" * 16, ranged=True)
+        elif ctx.path in self.answers:
             ctx.send_json(self.answers[ctx.path])
         else:
             ctx.send_json({"message": f"{ctx.path} not found"}, status=404)
@@ -63,7 +65,7 @@ def describe(api: RecordedAnswers, tmp_path: Path) -> Any:
             "sources": {
                 "idr": {
                     "api_url": api.url,
-                    "files_url": "https://files.example/pub/databases/IDR",
+                    "files_url": f"{api.url}/files/pub/databases/IDR",
                     "transport": {"trust_env": False, "attempts": 1},
                 }
             },
@@ -81,7 +83,7 @@ def test_the_documented_image_answer(api: RecordedAnswers, tmp_path: Path) -> No
     assert info.shape == (184, 775, 1121)  # XYZCT sizes -> z, y, x
     assert info.dtype == np.uint8
     assert info.voxel_size_nm == pytest.approx((20.0, 20.0, 20.0))  # LengthI in µm -> nm
-    assert info.download_url == "https://files.example/pub/databases/IDR/" + REL
+    assert info.download_url == f"{api.url}/files/pub/databases/IDR/" + REL
     # the archive's documents are kept whole
     assert info.additional_metadata["image"] == fixture("idr_image_9846137.json")
     assert info.additional_metadata["imgData"] == fixture("idr_imgdata_9846137.json")
@@ -109,6 +111,6 @@ def test_client_path_without_leading_slash_when_repo_is_empty(
     try:
         api.answers[f"/webgateway/original_file_paths/{IMAGE_ID}/"]["repo"] = []
         info = describe(api, tmp_path)
-        assert info.download_url == "https://files.example/pub/databases/IDR/" + REL
+        assert info.download_url == f"{api.url}/files/pub/databases/IDR/" + REL
     finally:
         api.answers = saved

@@ -285,6 +285,7 @@ __all__ = [
     "RecordSource",
     "SyncResult",
     "catalog_db_path",
+    "find_records",
     "index_record",
     "is_postgres_url",
     "iter_sidecars",
@@ -301,9 +302,24 @@ class _CallableCatalogModule(types.ModuleType):
     the package itself is made callable rather than shadowed."""
 
     def __call__(self, **filters: Any) -> list[CatalogRow]:
-        from emingest.volume import find_records
-
         return find_records(**filters)
+
+
+def find_records(
+    *, settings: Settings | None = None, data_root: str | Path | None = None, **filters: Any
+) -> list[CatalogRow]:
+    """Catalog rows matching ``CatalogFilters(**filters)`` (``emingest.catalog(...)``), in the
+    catalog of ``settings`` (default: defaults < environment), under ``data_root`` if given."""
+    from emingest.config import load_settings
+
+    if settings is None:
+        overrides = {"storage": {"data_root": str(data_root)}} if data_root is not None else {}
+        settings = load_settings(overrides=overrides)
+    elif data_root is not None:
+        storage = settings.storage.model_copy(update={"data_root": Path(data_root)})
+        settings = settings.model_copy(update={"storage": storage})
+    with open_catalog(settings) as cat:
+        return cat.query(CatalogFilters(**filters))
 
 
 sys.modules[__name__].__class__ = _CallableCatalogModule

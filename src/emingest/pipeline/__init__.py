@@ -36,7 +36,7 @@ from emingest.diskspace import (
     write_record_in_place,
 )
 from emingest.errors import ConfigError, ConversionError, EmingestError, RunInterrupted
-from emingest.fingerprints import check_source
+from emingest.fingerprints import check_source, download_fingerprint_path
 from emingest.journal import TileJournal
 from emingest.layout import VolumePaths, safe_component
 from emingest.locks import held, volume_lock_path
@@ -356,6 +356,7 @@ def _drop_raw(paths: Sequence[Path]) -> None:
     for p in paths:
         Path(p).unlink(missing_ok=True)
         done_marker(Path(p)).unlink(missing_ok=True)
+        download_fingerprint_path(Path(p)).unlink(missing_ok=True)
 
 
 def jobs_for(source: Source, refs: Sequence[VolumeRef], **kw: Any) -> list[VolumeJob]:

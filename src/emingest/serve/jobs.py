@@ -25,6 +25,7 @@ from emingest.catalog import open_catalog
 from emingest.config import Settings
 from emingest.errors import ConfigError, EmingestError, EntryNotFoundError, JobCancelledError
 from emingest.records import STATUS_COMPLETE, utc_now
+from emingest.sources.base import Source
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +305,5 @@ class JobManager:
             self._jobs[job.id] = job
 
 
-def _close(source: Any) -> None:
-    close = getattr(source, "close", None)  # closing is optional in the source contract
-    if close is not None:
-        close()
+def _close(source: Source) -> None:
+    source.close()  # the contract's default does nothing

@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 from emingest.diskspace import storage_cause, storage_error
-from emingest.errors import SourceError
+from emingest.errors import EntryNotFoundError, SourceError
 from emingest.locks import download_lock_path, held
 from emingest.transports.cache import DownloadedFile, PartialFile, cached_file, done_marker
 from emingest.transports.ftp import FtpTransport
@@ -83,6 +83,10 @@ class Downloader:
                     return self.ftp.download(
                         url, final, expected_size=expected_size, expected_sha256=expected_sha256
                     )
+            except EntryNotFoundError:
+                # nothing there to resume later: keep no partial file or state of it
+                PartialFile(final).discard()
+                raise
             except OSError as err:
                 if storage_cause(err) is None:
                     raise
