@@ -54,6 +54,7 @@ def _root(
 ) -> None:
     """Ingest volume EM from public archives into OME-Zarr with a metadata catalog."""
 
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=False)
 ]
@@ -627,6 +628,9 @@ def demo(
             f"Data: {data_root}\nCatalog: {catalog_db_path(settings)} ({sync.indexed} records"
             f"{skipped})\nReport: {json_path}"
         )
+        from emingest.cli.vectors import print_demo_search  # issue 13: one search by example
+
+        print_demo_search(settings)
         if serve:
             typer.echo("Replicas keep running; Ctrl-C stops them.")
             try:
@@ -663,6 +667,11 @@ def schema(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {output}")
+
+
+from emingest.cli.vectors import register as _register_vectors  # noqa: E402
+
+_register_vectors(app)
 
 
 def main() -> None:

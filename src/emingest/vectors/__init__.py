@@ -11,7 +11,13 @@ docs/vectors.md describes patches, coordinates, embedders and backends.
 from __future__ import annotations
 
 from emingest.vectors.backends import open_vector_index
-from emingest.vectors.embed import EmbedResult, embed_records, embed_volume, make_encoder
+from emingest.vectors.embed import (
+    EmbedResult,
+    embed_after_ingest,
+    embed_records,
+    embed_volume,
+    make_encoder,
+)
 from emingest.vectors.embedders import (
     Embedder,
     EmbedderId,
@@ -38,6 +44,7 @@ __all__ = [
     "VectorIndex",
     "available_embedders",
     "create_embedder",
+    "embed_after_ingest",
     "embed_records",
     "embed_volume",
     "embedder_key",

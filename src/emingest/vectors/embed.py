@@ -318,3 +318,43 @@ def embed_records(
     finally:
         index.close()
     return results
+
+
+def embed_after_ingest(
+    settings: Settings,
+    results: Sequence[Any],
+    *,
+    progress: Progress | None = None,
+    report_line: Any = None,
+) -> list[EmbedResult]:
+    """``emingest run``'s last step: embed the volumes a run ingested (or found complete)
+    with the ``[embed] models``; nothing when none are named. Never raises: a failure is
+    logged and reported, the ingest's outcome stands."""
+    if not settings.embed.models:
+        return []
+    ids = []
+    for r in results:
+        rec = getattr(r, "record", None)
+        if getattr(r, "ok", False) and rec is not None and rec.is_complete:
+            ids.append(f"{rec.source}/{rec.source_id}/{rec.name}")
+    try:
+        out = embed_records(settings, ids, progress=progress) if ids else []
+    except (EmingestError, OSError) as err:
+        log.error("embedding after the ingest failed: %s", err)
+        return []
+    if report_line is not None:
+        for e in out:
+            report_line(f"embed {e.record_id}: {e.status}, {e.patches} patches ({e.model})")
+    return out
+
+
+def stored_vectors_count(settings: Settings, record_id: str, key: str) -> int:
+    """Patches a volume has in a space's store group (0 when none)."""
+    with open_catalog(settings) as catalog:
+        row = catalog.get(record_id)
+    if row is None:
+        return 0
+    attrs = EmbeddingStore(row.record["local_paths"]["volume"], key).attrs()
+    if not attrs or not attrs.get("complete"):
+        return 0
+    return PatchGrid.from_attrs(attrs["grid"]).n_patches
