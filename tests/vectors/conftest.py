@@ -6,6 +6,8 @@ there from the same sidecars, so the stores (and their vectors) are shared and n
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +89,20 @@ def isolated(textured: Textured, tmp_path: Path) -> Iterator[Settings]:
     with open_catalog(settings) as cat:
         cat.sync(settings.storage.data_root)
     yield settings
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A real PostgreSQL 16 with pgvector, from the ``pgserver`` wheel (unix socket only).
+
+    Run as root, pgserver starts the server as its own user, which cannot enter pytest's
+    private temporary folders (0700): the data folder is made directly under the temp dir.
+    """
+    pgserver = pytest.importorskip("pgserver", reason="pgserver is in the test extra")
+    folder = Path(tempfile.mkdtemp(prefix="emingest-pg-"))
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,8 +3,8 @@
 Scattering coefficients (Mallat; J=3 scales, L=8 orientations, orders 0-2: 217 channels) are
 translation-stable, deformation-stable texture descriptors that need no training, so they work
 offline from the plain install. Each channel is averaged over the patch and log-compressed
-(second-order coefficients span decades), then the vector is centred. Chosen by measurement: ``benchmarks/vectors_quality.py``
-(docs/vectors.md has the figures).
+(second-order coefficients span decades), then the vector is centred. Chosen by measurement:
+``benchmarks/vectors_quality.py`` (docs/vectors.md has the figures).
 """
 
 from __future__ import annotations
