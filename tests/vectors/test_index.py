@@ -44,7 +44,7 @@ def all_vectors(vols: list[VolumeVectors]) -> tuple[list[tuple[str, int]], np.nd
     return keys, m / np.linalg.norm(m, axis=1, keepdims=True)
 
 
-def exact(vols: list[VolumeVectors], q: np.ndarray, k: int, keep=lambda key: True):  # noqa: ANN001
+def exact(vols: list[VolumeVectors], q: np.ndarray, k: int, keep=lambda key: True):
     keys, m = all_vectors(vols)
     sims = m @ (q / np.linalg.norm(q))
     order = [i for i in np.argsort(-sims, kind="stable") if keep(keys[i])]
@@ -52,11 +52,11 @@ def exact(vols: list[VolumeVectors], q: np.ndarray, k: int, keep=lambda key: Tru
 
 
 @pytest.fixture(params=["faiss", "pgvector"])
-def make_index(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
+def make_index(request: pytest.FixtureRequest, tmp_path: Path):
     """A factory of empty indexes of one backend with the given ``exact_below``/``ef_search``."""
     opened = []
 
-    def make(**kw: int):  # noqa: ANN202
+    def make(**kw: int):
         if request.param == "faiss":
             index = FaissIndex(tmp_path / "catalog.sqlite", tmp_path / "vectors", m=8, **kw)
         else:
@@ -71,7 +71,7 @@ def make_index(request: pytest.FixtureRequest, tmp_path: Path):  # noqa: ANN201
         index.close()
 
 
-def test_nearest_neighbours_match_exact_search(make_index) -> None:  # noqa: ANN001
+def test_nearest_neighbours_match_exact_search(make_index) -> None:
     index = make_index(ef_search=64)
     sp = space()
     vols = [volume("a/1/x", "a", 1500, 1), volume("b/2/y", "b", 1500, 2)]
@@ -93,7 +93,7 @@ def test_nearest_neighbours_match_exact_search(make_index) -> None:  # noqa: ANN
     assert sp.key in [s.key for s in index.spaces()]
 
 
-def test_a_selective_filter_still_returns_k_hits(make_index) -> None:  # noqa: ANN001
+def test_a_selective_filter_still_returns_k_hits(make_index) -> None:
     # exact_below=0 forces the approximate path; with a small ef the graph walk sees few of the
     # 12 matching rows (pgvector 0.6 filters after the scan), so the exact fallback must act.
     index = make_index(ef_search=10, exact_below=0)
@@ -114,7 +114,7 @@ def test_a_selective_filter_still_returns_k_hits(make_index) -> None:  # noqa: A
     assert index.search(sp.key, q, 10, make_filters(source="none")) == []
 
 
-def test_selective_filters_are_exact_below_the_threshold(make_index) -> None:  # noqa: ANN001
+def test_selective_filters_are_exact_below_the_threshold(make_index) -> None:
     index = make_index(ef_search=10, exact_below=100)
     sp = space()
     vols = [volume("big/1/x", "big", 3000, 5)]
@@ -129,7 +129,7 @@ def test_selective_filters_are_exact_below_the_threshold(make_index) -> None:  #
     )
 
 
-def test_reindexing_a_volume_replaces_its_vectors(make_index) -> None:  # noqa: ANN001
+def test_reindexing_a_volume_replaces_its_vectors(make_index) -> None:
     index = make_index()
     sp = space()
     index.add_volume(sp, volume("a/1/x", "a", 300, 1))
@@ -145,7 +145,7 @@ def test_reindexing_a_volume_replaces_its_vectors(make_index) -> None:  # noqa: 
     assert [(h.record_id, h.center_zyx[1]) for h in top] == exact(vols, q, 5)
 
 
-def test_rebuild_replaces_the_space_and_dimensions_are_checked(make_index) -> None:  # noqa: ANN001
+def test_rebuild_replaces_the_space_and_dimensions_are_checked(make_index) -> None:
     index = make_index()
     sp = space()
     index.add_volume(sp, volume("a/1/x", "a", 50, 1))
