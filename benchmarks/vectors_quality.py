@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -163,47 +162,67 @@ def throughput(n: int) -> None:
         print(f"{name:<28} {n / dt:8.1f} patches/s  {mbs:6.2f} MB/s  {dt / n * 1e3:6.2f} ms/patch")
 
 
-def pipeline(shape: tuple[int, int, int]) -> None:
+_CHILD = """
+import sys, time
+from emingest.config import load_settings
+from emingest.vectors import embed_records
+settings = load_settings(environ={}, overrides={
+    "storage": {"data_root": sys.argv[1]}, "pipeline": {"workers": 1},
+    "logging": {"log_dir": sys.argv[1] + "/logs"}, "embed": {"stride_nm": float(sys.argv[2])}})
+t0 = time.perf_counter()
+[res] = embed_records(settings)
+dt = time.perf_counter() - t0
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec from the (big) parent
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(res.patches, dt, int(hwm) / 1024)
+"""
+
+
+def pipeline(shapes: list[tuple[int, int, int]], stride_nm: float) -> None:
+    """Ingest, then `embed_records` in a fresh process per volume (its own peak RSS)."""
+    import subprocess
+
     import tifffile
 
     from emingest.config import load_settings
     from emingest.pipeline import Pipeline, VolumeJob
     from emingest.sources import create_source
     from emingest.testing.synthetic import textured_classes
-    from emingest.vectors import embed_records
 
-    root = Path(tempfile.mkdtemp(prefix="vectors-bench-"))
-    vol, _ = textured_classes(shape, seed=1)
-    tif = root / "v.tif"
-    tifffile.imwrite(tif, vol)
-    settings = load_settings(
-        environ={},
-        overrides={
-            "storage": {"data_root": str(root / "data")},
-            "pipeline": {"workers": 1},
-            "logging": {"log_dir": str(root / "logs")},
-            "embed": {"slice_every": 1},
-        },
-    )
-    src = create_source("local", settings)
-    with Pipeline(settings) as pipe:
-        pipe.run([VolumeJob(src, r, (8.0, 8.0, 8.0)) for r in src.discover([str(tif)])])
-    t0 = time.perf_counter()
-    [res] = embed_records(settings)
-    dt = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    mb = res.patches * P * P / 1e6
-    print(f"\n## embed_volume end to end, 1 worker: volume {shape} uint8 at 8 nm, 512 nm patches")
-    print(
-        f"{res.patches} patches in {dt:.1f} s: {res.patches / dt:.1f} patches/s, "
-        f"{mb / dt:.2f} MB/s of voxels embedded; peak RSS of the process {rss:.0f} MiB "
-        f"(volume {vol.nbytes / 2**20:.0f} MiB)"
-    )
+    print(f"\n## embed end to end, 1 worker, fresh process: 512 nm patches every {stride_nm:g} nm")
+    for shape in shapes:
+        root = Path(tempfile.mkdtemp(prefix="vectors-bench-"))
+        vol, _ = textured_classes(shape, seed=1)
+        tif = root / "v.tif"
+        tifffile.imwrite(tif, vol)
+        settings = load_settings(
+            environ={},
+            overrides={
+                "storage": {"data_root": str(root / "data")},
+                "logging": {"log_dir": str(root / "logs")},
+            },
+        )
+        src = create_source("local", settings)
+        with Pipeline(settings) as pipe:
+            pipe.run([VolumeJob(src, r, (8.0, 8.0, 8.0)) for r in src.discover([str(tif)])])
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(root / "data"), str(stride_nm)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        n, dt, rss = int(out[0]), float(out[1]), float(out[2])
+        print(
+            f"volume {shape} uint8 ({vol.nbytes / 2**20:.0f} MiB): {n} patches in {dt:.1f} s, "
+            f"{n / dt:.1f} patches/s, {n * P * P / dt / 1e6:.2f} MB/s of patch voxels; "
+            f"peak RSS {rss:.0f} MiB"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--per-class", type=int, default=50)
+    ap.add_argument("--only-pipeline", action="store_true")
     ap.add_argument("--throughput-patches", type=int, default=256)
     ap.add_argument("--no-pipeline", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
@@ -212,10 +231,11 @@ def main() -> None:
         f"# vectors_quality on {platform.node()}: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
     )
-    quality(args.per_class, not args.no_torch)
-    throughput(args.throughput_patches)
+    if not args.only_pipeline:
+        quality(args.per_class, not args.no_torch)
+        throughput(args.throughput_patches)
     if not args.no_pipeline:
-        pipeline((8, 512, 1024))
+        pipeline([(8, 512, 1024), (64, 2048, 2048)], stride_nm=2048.0)
 
 
 if __name__ == "__main__":

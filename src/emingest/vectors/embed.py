@@ -101,8 +101,27 @@ def volume_normalisation(record: VolumeRecord) -> tuple[float, float]:
 
 
 def read_region(store: Path, level_path: str, region: Any) -> np.ndarray:
-    array = zarr.open_array(Path(store) / level_path, mode="r")
-    return np.asarray(array[region])
+    return read_by_chunks(zarr.open_array(Path(store) / level_path, mode="r"), region)
+
+
+def read_by_chunks(array: Any, region: tuple[slice, slice, slice]) -> np.ndarray:
+    """``array[region]``, read one chunk column (y, x) at a time.
+
+    A slice of a volume in 128^3 chunks touches chunks holding 128 times its voxels; read piece
+    by piece, at most one chunk's worth is decoded beyond the output, whatever the slice's size
+    and however many chunks zarr would decode concurrently.
+    """
+    zs, ys, xs = region
+    out = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), array.dtype)
+    cy, cx = int(array.chunks[1]), int(array.chunks[2])
+    for y0 in range(ys.start, ys.stop, cy):
+        y1 = min(ys.stop, (y0 // cy + 1) * cy)
+        for x0 in range(xs.start, xs.stop, cx):
+            x1 = min(xs.stop, (x0 // cx + 1) * cx)
+            out[:, y0 - ys.start : y1 - ys.start, x0 - xs.start : x1 - xs.start] = array[
+                zs, y0:y1, x0:x1
+            ]
+    return out
 
 
 def embed_volume(
@@ -228,7 +247,7 @@ def _embed_blocks(
 
     def one(iz: int, band: int) -> None:
         rows = grid.rows(band)
-        data = normalise(np.asarray(array[grid.block_region(iz, band)]), *norm)
+        data = normalise(read_by_chunks(array, grid.block_region(iz, band)), *norm)
         patches = cut_patches(data, grid.patch_px, grid.stride_px, len(rows), grid.counts[2])
         vectors = (
             np.concatenate(
