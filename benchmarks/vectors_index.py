@@ -1,11 +1,11 @@
 """Benchmark: the vector index at scale (issue 13): HNSW recall, latency, build time, memory.
 
     .venv/bin/python benchmarks/vectors_index.py                    # 1e5 and 1e6, ~3 min here
-    .venv/bin/python benchmarks/vectors_index.py --sizes 100000 --pgvector
+    .venv/bin/python benchmarks/vectors_index.py --sizes 100000 --backends faiss,pgvector
 
 Synthetic clustered vectors (128-d, 1000 Gaussian clusters, like patch embeddings of many
 volumes) go through the product's own `FaissIndex` (faiss HNSW, M 32, efConstruction 80,
-efSearch 64; metadata in SQLite), and with --pgvector through `PgVectorIndex` on a PostgreSQL
+efSearch 64; metadata in SQLite), and with --backends pgvector through `PgVectorIndex` on a PostgreSQL
 the script starts with pgserver. 200 queries drawn near the data: recall@10 against exact
 search (faiss IndexFlatIP), p50/p95 latency of `search()` (metadata join included), a
 filtered search matching 1 % of the rows (hits returned, must be 10), build time and the
@@ -120,7 +120,14 @@ def measure(name: str, index: Any, x: np.ndarray, q: np.ndarray) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000,1000000")
-    ap.add_argument("--pgvector", action="store_true", help="also PostgreSQL + pgvector")
+    ap.add_argument(
+        "--backends",
+        default="faiss",
+        help="faiss,pgvector (pgvector: a local PostgreSQL started with pgserver)",
+    )
+    ap.add_argument("--m", type=int, default=32, help="HNSW M (the product's default: 32)")
+    ap.add_argument("--ef-construction", type=int, default=80)
+    ap.add_argument("--threads", type=int, default=0, help="faiss OpenMP threads (0: all)")
     args = ap.parse_args()
     print(
         f"# vectors_index on {platform.node()}: {os.cpu_count()} cores, Python "
@@ -128,19 +135,25 @@ def main() -> None:
     )
     from emingest.vectors.faiss_index import FaissIndex
 
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
+    hnsw = {"m": args.m, "ef_construction": args.ef_construction}
+    print(f"# HNSW M {args.m}, efConstruction {args.ef_construction}, efSearch 64")
+
     for n in [int(s) for s in args.sizes.split(",")]:
         x, q = data(n)
         root = Path(tempfile.mkdtemp(prefix="vindex-"))
-        with FaissIndex(root / "catalog.sqlite", root / "vectors") as index:
-            measure("faiss", index, x, q)
-        if args.pgvector:
+        if "faiss" in args.backends:
+            with FaissIndex(root / "catalog.sqlite", root / "vectors", **hnsw) as index:
+                measure("faiss", index, x, q)
+        if "pgvector" in args.backends:
             import pgserver
 
             from emingest.vectors.pgvector_index import PgVectorIndex
 
             server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="vindex-pg-")))
             try:
-                pg = PgVectorIndex(server.get_uri())
+                pg = PgVectorIndex(server.get_uri(), **hnsw)
                 measure("pgvector", pg, x, q)
                 pg.close()
             finally:

@@ -140,3 +140,16 @@ def test_pgvector_backend_gives_the_hits_of_the_embedded_index(
         np.testing.assert_allclose([h.distance for h in a], [h.distance for h in b], atol=1e-5)
     few = search_like(pg, textured.record_id, (2, 96, 160), k=10, where=["z=6", "y<100"])
     assert len(few) == 10 and all(h.center_zyx[0] == 6 and h.center_zyx[1] < 100 for h in few)
+
+
+def test_demo_embeds_the_volumes_and_prints_one_search(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--root", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "embed flyem/" in out and ": embedded, " in out
+    assert "Vectors: " in out and "emingest search --like " in out
+    table = out[out.index("emingest search --like ") :].splitlines()
+    assert table[1].split()[:2] == ["DISTANCE", "RECORD_ID"]
+    hits = [line for line in table[2:] if line.strip()]
+    assert len(hits) >= 3
+    assert float(hits[0].split()[0]) == pytest.approx(0.0, abs=1e-3)  # the example itself

@@ -220,19 +220,26 @@ def print_demo_search(settings: Settings) -> None:
             typer.echo("Vectors: none (no volume was embedded)")
             return
         typer.echo(f"Vectors: {sum(counts.values())} patches of {len(embedded)} volumes ({key})")
-        rid, shape = embedded[0], _shape_of(settings, embedded[0])
-        at = (shape[0] // 2, shape[1] // 2, shape[2] // 2)
+        rid = embedded[0]
+        at = _middle_patch(settings, rid, key)
         typer.echo(f"emingest search --like {rid} --at {at[0]} {at[1]} {at[2]} -k 5")
         _print_hits([h.to_dict() for h in search_like(settings, rid, at, k=5)])
     except EmingestError as err:
         typer.echo(f"Vectors: search failed: {err}", err=True)
 
 
-def _shape_of(settings: Settings, record_id: str) -> tuple[int, int, int]:
+def _middle_patch(settings: Settings, record_id: str, key: str) -> tuple[int, int, int]:
+    """The centre of the middle stored patch of a volume (its own hit comes first)."""
+    import numpy as np
+
     from emingest.catalog import open_catalog
+    from emingest.vectors.store import EmbeddingStore
 
     with open_catalog(settings) as catalog:
         row = catalog.get(record_id)
-    if row is None or row.shape is None:
+    if row is None:
         raise ConfigError(f"{record_id}: not in the catalog")
-    return row.shape
+    store = EmbeddingStore(row.record["local_paths"]["volume"], key)
+    centers = np.concatenate([c for c, _ in store.iter_chunks()])
+    z, y, x = (int(v) for v in centers[len(centers) // 2])
+    return z, y, x

@@ -99,17 +99,21 @@ class PgVectorIndex:
         )
         c.execute(f"CREATE INDEX IF NOT EXISTS {table}_volume ON {table} (record_id)")
         c.execute(f"CREATE INDEX IF NOT EXISTS {table}_source ON {table} (source)")
-        c.execute(
-            f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw "
-            f"(embedding vector_cosine_ops) WITH (m = {int(self.m)}, "
-            f"ef_construction = {int(self.ef_construction)})"
-        )
+        if not empty:  # a rebuild loads first and builds the graph once, at the end
+            self._graph(table)
         c.execute(
             "INSERT INTO emingest_vector_spaces VALUES (%s,%s,%s,%s) ON CONFLICT (key) DO UPDATE "
             "SET embedder_json = EXCLUDED.embedder_json",
             (space.key, table, json.dumps(space.to_dict()), space.dim),
         )
         return table
+
+    def _graph(self, table: str) -> None:
+        self._conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw "
+            f"(embedding vector_cosine_ops) WITH (m = {int(self.m)}, "
+            f"ef_construction = {int(self.ef_construction)})"
+        )
 
     def _insert(self, table: str, space: EmbedderId, volume: VolumeVectors) -> int:
         c = self._conn
@@ -151,7 +155,9 @@ class PgVectorIndex:
     def rebuild(self, space: EmbedderId, volumes: Iterable[VolumeVectors]) -> int:
         def do() -> int:
             table = self._ensure_space(space, empty=True)
-            return sum(self._insert(table, space, v) for v in volumes)
+            n = sum(self._insert(table, space, v) for v in volumes)
+            self._graph(table)
+            return n
 
         return int(self._run(do))
 
