@@ -1,12 +1,13 @@
 """Benchmark: the vector index at scale (issue 13): HNSW recall, latency, build time, memory.
 
-    .venv/bin/python benchmarks/vectors_index.py                    # 1e5 and 1e6, ~3 min here
+    .venv/bin/python benchmarks/vectors_index.py --sizes 100000
+    .venv/bin/python benchmarks/vectors_index.py --sizes 1000000 --m 16 --ef-construction 40
     .venv/bin/python benchmarks/vectors_index.py --sizes 100000 --backends faiss,pgvector
 
 Synthetic clustered vectors (128-d, 1000 Gaussian clusters, like patch embeddings of many
 volumes) go through the product's own `FaissIndex` (faiss HNSW, M 32, efConstruction 80,
-efSearch 64; metadata in SQLite), and with --backends pgvector through `PgVectorIndex` on a PostgreSQL
-the script starts with pgserver. 200 queries drawn near the data: recall@10 against exact
+efSearch 64; metadata in SQLite), and with --backends pgvector through `PgVectorIndex` on a
+PostgreSQL the script starts with pgserver. 200 queries drawn near the data: recall@10 against exact
 search (faiss IndexFlatIP), p50/p95 latency of `search()` (metadata join included), a
 filtered search matching 1 % of the rows (hits returned, must be 10), build time and the
 growth of the process's peak RSS and the size of the index file.
