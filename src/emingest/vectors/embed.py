@@ -114,13 +114,17 @@ def read_by_chunks(array: Any, region: tuple[slice, slice, slice]) -> np.ndarray
     zs, ys, xs = region
     out = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), array.dtype)
     cy, cx = int(array.chunks[1]), int(array.chunks[2])
-    for y0 in range(ys.start, ys.stop, cy):
-        y1 = min(ys.stop, (y0 // cy + 1) * cy)
-        for x0 in range(xs.start, xs.stop, cx):
+    y0 = ys.start
+    while y0 < ys.stop:
+        y1 = min(ys.stop, (y0 // cy + 1) * cy)  # to the next chunk boundary
+        x0 = xs.start
+        while x0 < xs.stop:
             x1 = min(xs.stop, (x0 // cx + 1) * cx)
             out[:, y0 - ys.start : y1 - ys.start, x0 - xs.start : x1 - xs.start] = array[
                 zs, y0:y1, x0:x1
             ]
+            x0 = x1
+        y0 = y1
     return out
 
 
