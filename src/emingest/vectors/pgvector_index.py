@@ -199,13 +199,18 @@ class PgVectorIndex:
         if q.shape[1] != dim:
             raise CatalogError(f"query has {q.shape[1]} dimensions, {space_key} has {dim}")
         where, params = filters_sql(filters, "%s")
-        (matching,) = c.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
-        want = min(k, int(matching))
-        if want == 0:
-            return []
+        want, matching = k, 0
+        if filters:
+            (matching,) = c.execute(
+                f"SELECT count(*) FROM {table} WHERE {where}", params
+            ).fetchone()
+            want = min(k, int(matching))
+            if want == 0:
+                return []
+        # ORDER BY the distance alone: a second sort key would keep the HNSW index out
         sql = (
             f"SELECT {_COLS}, embedding <=> %s::vector AS d FROM {table} WHERE {where} "
-            "ORDER BY embedding <=> %s::vector, id LIMIT %s"
+            "ORDER BY embedding <=> %s::vector LIMIT %s"
         )
         args = [_literal(q[0]), *params, _literal(q[0]), k]
         rows: list[Any] = []
@@ -214,7 +219,7 @@ class PgVectorIndex:
             rows = c.execute(sql, args).fetchall()
         if len(rows) < want:  # a selective filter after the graph scan: exact, sequential
             c.execute("SET LOCAL enable_indexscan = off")
-            rows = c.execute(sql, args).fetchall()
+            rows = c.execute(sql.replace("LIMIT", ", id LIMIT"), args).fetchall()
         return [
             SearchHit(
                 r[1],
