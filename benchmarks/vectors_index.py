@@ -77,7 +77,7 @@ def exact(x: np.ndarray, q: np.ndarray, k: int, rows: np.ndarray | None = None) 
     return ids if rows is None else rows[ids]
 
 
-def measure(name: str, index: Any, x: np.ndarray, q: np.ndarray) -> None:
+def measure(name: str, index: Any, x: np.ndarray, q: np.ndarray, ef_list: list[int]) -> None:
     from emingest.vectors.embedders import EmbedderId
     from emingest.vectors.index import make_filters
 
@@ -88,13 +88,21 @@ def measure(name: str, index: Any, x: np.ndarray, q: np.ndarray) -> None:
     build = time.perf_counter() - t0
     grown = rss_mib() - r0
     truth = exact(x, q, 10)
-    lat, rec = [], []
-    for i in range(Q):
-        t = time.perf_counter()
-        hits = index.search(space.key, q[i], 10)
-        lat.append(time.perf_counter() - t)
-        got = {h.center_zyx[1] for h in hits}
-        rec.append(len(got & set(truth[i].tolist())) / 10)
+    for ef in ef_list:
+        index.ef_search = ef
+        lat, rec = [], []
+        for i in range(Q):
+            t = time.perf_counter()
+            hits = index.search(space.key, q[i], 10)
+            lat.append(time.perf_counter() - t)
+            got = {h.center_zyx[1] for h in hits}
+            rec.append(len(got & set(truth[i].tolist())) / 10)
+        p50, p95 = np.percentile(np.array(lat) * 1e3, [50, 95])
+        print(
+            f"{name:<9} n={len(x):>8,}  efSearch {ef:>4}  recall@10 {np.mean(rec):.3f}  "
+            f"p50 {p50:6.2f} ms  p95 {p95:6.2f} ms"
+        )
+    index.ef_search = ef_list[0]
     rare_rows = np.arange(max(1, len(x) // 100))
     truth_rare = exact(x, q[:50], 10, rare_rows)
     flat_lat, flat_n, flat_rec = [], [], []
@@ -104,17 +112,15 @@ def measure(name: str, index: Any, x: np.ndarray, q: np.ndarray) -> None:
         flat_lat.append(time.perf_counter() - t)
         flat_n.append(len(hits))
         flat_rec.append(len({h.center_zyx[1] for h in hits} & set(truth_rare[i].tolist())) / 10)
-    p50, p95 = np.percentile(np.array(lat) * 1e3, [50, 95])
     f50, f95 = np.percentile(np.array(flat_lat) * 1e3, [50, 95])
     size = ""
     file = getattr(index, "index_dir", None)
     if file is not None:
         size = f"{(Path(file) / f'{space.key}.faiss').stat().st_size / 2**20:.0f} MiB file, "
     print(
-        f"{name:<9} n={len(x):>8,}  build {build:6.1f} s  recall@10 {np.mean(rec):.3f}  "
-        f"p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  | 1 % filter: {min(flat_n)}-{max(flat_n)} of 10 "
-        f"hits, recall {np.mean(flat_rec):.3f}, p50 {f50:.1f} ms p95 {f95:.1f} ms  | "
-        f"{size}peak RSS +{grown:.0f} MiB"
+        f"{name:<9} n={len(x):>8,}  build {build:6.1f} s  | 1 % filter (efSearch {ef_list[0]}): "
+        f"{min(flat_n)}-{max(flat_n)} of 10 hits, recall {np.mean(flat_rec):.3f}, p50 {f50:.1f} "
+        f"ms p95 {f95:.1f} ms  | {size}peak RSS +{grown:.0f} MiB (after the data's own)"
     )
 
 
@@ -128,6 +134,7 @@ def main() -> None:
     )
     ap.add_argument("--m", type=int, default=32, help="HNSW M (the product's default: 32)")
     ap.add_argument("--ef-construction", type=int, default=80)
+    ap.add_argument("--ef-search", default="64,128,256", help="efSearch values to measure")
     ap.add_argument("--threads", type=int, default=0, help="faiss OpenMP threads (0: all)")
     args = ap.parse_args()
     print(
@@ -139,14 +146,15 @@ def main() -> None:
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
     hnsw = {"m": args.m, "ef_construction": args.ef_construction}
-    print(f"# HNSW M {args.m}, efConstruction {args.ef_construction}, efSearch 64")
+    efs = [int(e) for e in args.ef_search.split(",")]
+    print(f"# HNSW M {args.m}, efConstruction {args.ef_construction}")
 
     for n in [int(s) for s in args.sizes.split(",")]:
         x, q = data(n)
         root = Path(tempfile.mkdtemp(prefix="vindex-"))
         if "faiss" in args.backends:
             with FaissIndex(root / "catalog.sqlite", root / "vectors", **hnsw) as index:
-                measure("faiss", index, x, q)
+                measure("faiss", index, x, q, efs)
         if "pgvector" in args.backends:
             import pgserver
 
@@ -155,7 +163,7 @@ def main() -> None:
             server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="vindex-pg-")))
             try:
                 pg = PgVectorIndex(server.get_uri(), **hnsw)
-                measure("pgvector", pg, x, q)
+                measure("pgvector", pg, x, q, efs)
                 pg.close()
             finally:
                 server.cleanup()
