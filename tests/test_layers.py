@@ -123,3 +123,14 @@ def test_nothing_outside_a_source_tests_for_its_name_or_getattrs_the_contract() 
             ):
                 found.append(f"{rel}:{node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
     assert not found, "\n".join(found)
+
+
+def test_testing_never_uses_the_pipeline_or_the_command_line() -> None:
+    """``testing`` sits above ``vectors`` (its embedder contract tests), so its rank alone no
+    longer keeps it below the pipeline: the replicas must stay usable without running it."""
+    found = [
+        f"{file}: testing imports {other}"
+        for file, me, other in imports()
+        if me == "testing" and other in ("pipeline", "run", "serve", "cli")
+    ]
+    assert not found, "\n".join(found)

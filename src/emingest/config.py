@@ -195,6 +195,33 @@ class ServeSettings(_Section):
     access_log: bool = Field(False, description="Log one line per request (costs throughput)")
 
 
+class EmbedSettings(_Section):
+    """Patch embeddings (docs/vectors.md): what ``emingest embed`` and ``run`` compute and
+    where the index lives."""
+
+    models: list[str] = Field(
+        default_factory=lambda: ["scattering"],
+        description="Embedders `emingest run` applies after ingesting; [] embeds nothing",
+    )
+    patch_nm: float = Field(512.0, gt=0, description="Patch width in nm (read at a fitting level)")
+    stride_nm: float | None = Field(None, gt=0, description="Patch spacing in nm; None: patch_nm")
+    slice_every: int = Field(
+        0, ge=0, description="2-D mode: embed every k-th slice of the level; 0: stride in z"
+    )
+    mode: str = Field("2d", pattern="^(2d|3d)$", description="2d: patches on slices; 3d: cubes")
+    batch_size: int = Field(64, ge=1, description="Patches per embedder call (bounds memory)")
+    weights: Path | None = Field(None, description="Weights file of a learned embedder (torch)")
+    backend: str = Field("faiss", pattern="^(faiss|pgvector)$", description="Vector index")
+    index_dir: Path | None = Field(None, description="faiss index files; None: <data_root>/vectors")
+    postgres_dsn: str | None = Field(None, description="pgvector backend: libpq connection string")
+    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree")
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(64, ge=1, description="HNSW search breadth (raised to k)")
+    exact_below: int = Field(
+        20000, ge=0, description="A filter matching at most this many patches is searched exactly"
+    )
+
+
 class DatasetSettings(_Section):
     """One dataset of ``emingest run``: a source, the ids it names and its discover options."""
 
@@ -221,6 +248,7 @@ class Settings(_Section):
     # Per-source settings are validated by each source's own model (see sources/base.py), so a
     # third-party source can bring its own section without touching this file.
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
     # None: every source's own default datasets (sources.default_datasets), so a plug-in
     # brings its defaults without touching this file; `emingest config show` lists them.
     datasets: list[DatasetSettings] | None = Field(

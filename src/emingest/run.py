@@ -164,6 +164,10 @@ def run_datasets(
     finally:
         for source in opened:
             source.close()
+    from emingest.vectors import embed_after_ingest  # issue 13: then the vectors ([embed] models)
+
+    volumes = [r for o in outcomes for r in o.results]
+    embed_after_ingest(settings, volumes, progress=progress, report_line=report_line)
     return outcomes
 
 

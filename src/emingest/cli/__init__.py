@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from emingest.cli import catalog, config, ingest, run, serve
+from emingest.cli import catalog, config, ingest, run, serve, vectors
 from emingest.cli.app import app, setup_logging
 from emingest.cli.ingest import plan_lines
 from emingest.cli.options import (
@@ -45,6 +45,7 @@ catalog.register(app)
 # Further command modules register here: `from emingest.cli import <topic>` and
 # `<topic>.register(app)`, one pair each, just before `def main`.
 serve.register(app)
+vectors.register(app)
 
 
 def main() -> None:

@@ -195,6 +195,9 @@ def demo(
             f"Data: {data_root}\nCatalog: {catalog_db_path(settings)} ({sync.indexed} records"
             f"{skipped})\nReport: {json_path}"
         )
+        from emingest.cli.vectors import print_demo_search  # one search by example
+
+        print_demo_search(settings)
         if serve and code != EXIT_INTERRUPTED:
             from emingest.cli.serve import run_server
 

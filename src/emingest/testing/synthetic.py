@@ -38,9 +38,11 @@ __all__ = [
     "CLASS_BACKGROUND",
     "CLASS_MEMBRANE",
     "CLASS_ORGANELLE",
+    "TEXTURE_CLASSES",
     "SyntheticEM",
     "VolumeLike",
     "synthetic_em",
+    "textured_classes",
     "write_tiff_stack",
 ]
 
@@ -748,3 +750,87 @@ def write_tiff_stack(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# -- textured classes (search-by-example benchmarks and tests) --------------------------------
+
+TEXTURE_CLASSES = ("cytoplasm", "lamellae", "vesicles", "granules", "cells")
+"""Class names of :func:`textured_classes`, by class index."""
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: int) -> np.ndarray:
+    """Value noise: a coarse random grid (one value per ``cell`` pixels) bilinearly upsampled."""
+    import cv2
+
+    gy, gx = shape[0] // cell + 2, shape[1] // cell + 2
+    coarse = rng.standard_normal((gy, gx)).astype(np.float32)
+    big = cv2.resize(coarse, (gx * cell, gy * cell), interpolation=cv2.INTER_CUBIC)
+    return big[: shape[0], : shape[1]]
+
+
+def _texture(cls: int, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """One 2-D texture of class ``cls``: mean about 0, similar contrast, random phase/angle."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float32)
+    if cls == 0:  # cytoplasm: slow cloudy variation
+        img = 0.8 * _smooth_noise(rng, shape, 12)
+    elif cls == 1:  # lamellae: stacked membranes (myelin-like), a random direction per region
+        angle = rng.uniform(0, np.pi)
+        period = rng.uniform(5.0, 7.0)
+        phase = (xx * np.cos(angle) + yy * np.sin(angle)) * (2 * np.pi / period)
+        wobble = 0.6 * _smooth_noise(rng, shape, 16)
+        img = np.cos(phase + wobble)
+    elif cls in (2, 3):  # vesicles (dark rings, r 4-6) or granules (small dark dots, r 1.5-2.5)
+        img = np.zeros(shape, np.float32)
+        if cls == 2:
+            count, radius = ny * nx // 180, (4.0, 6.0)
+        else:
+            count, radius = ny * nx // 40, (1.5, 2.5)
+        cy = rng.uniform(0, ny, count)
+        cx = rng.uniform(0, nx, count)
+        rr = rng.uniform(*radius, count)
+        for y, x, r in zip(cy, cx, rr, strict=True):
+            y0, y1 = max(0, int(y - r - 2)), min(ny, int(y + r + 3))
+            x0, x1 = max(0, int(x - r - 2)), min(nx, int(x + r + 3))
+            d = np.hypot(yy[y0:y1, x0:x1] - y, xx[y0:y1, x0:x1] - x)
+            blob = np.exp(-(((d - r) / 1.0) ** 2)) if cls == 2 else (d < r).astype(np.float32)
+            np.minimum(img[y0:y1, x0:x1], -blob, out=img[y0:y1, x0:x1])
+        img = 1.6 * img + 0.5
+    else:  # cells: a crop of the membrane tessellation of SyntheticEM
+        em = SyntheticEM((1, ny, nx), "uint8", seed=int(rng.integers(1 << 30)))
+        img = (em.array()[0].astype(np.float32) - _CYTO) / 40.0
+    return img.astype(np.float32)
+
+
+def textured_classes(
+    shape: tuple[int, int, int], *, region: int = 128, seed: int = 0, noise: float = 0.35
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(volume uint8, class map uint8)``: square regions of ``region`` pixels in y-x, each
+    filled with one texture of :data:`TEXTURE_CLASSES` through the whole depth.
+
+    Region (ry, rx) of the y-x grid has class ``(rx + 2 ry) % 5`` (classes shuffled by
+    ``seed``), so neighbours differ and every class appears once the grid has five regions;
+    each region gets its own random orientation, phase and layout, every slice its own noise.
+    Built whole in memory: meant for test and benchmark volumes of a few tens of MB.
+    """
+    nz, ny, nx = shape
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(TEXTURE_CLASSES))
+    gy, gx = -(-ny // region), -(-nx // region)
+    vol = np.empty((nz, ny, nx), np.uint8)
+    classes = np.empty((ny, nx), np.uint8)
+    planes = np.empty((ny, nx), np.float32)
+    for i in range(gy * gx):
+        ry, rx = divmod(i, gx)
+        sl = (
+            slice(ry * region, min(ny, (ry + 1) * region)),
+            slice(rx * region, min(nx, (rx + 1) * region)),
+        )
+        cls = int(order[(rx + 2 * ry) % len(order)])  # neighbours differ
+        classes[sl] = cls
+        planes[sl] = _texture(cls, rng, (sl[0].stop - sl[0].start, sl[1].stop - sl[1].start))
+    for z in range(nz):
+        drift = 0.15 * _smooth_noise(rng, (ny, nx), 64)
+        img = planes + drift + noise * rng.standard_normal((ny, nx), dtype=np.float32)
+        vol[z] = np.clip(128.0 + 40.0 * img, 0, 255).astype(np.uint8)
+    return vol, np.broadcast_to(classes, (nz, ny, nx)).copy()
