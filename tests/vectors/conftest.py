@@ -20,6 +20,7 @@ import tifffile
 from emingest.catalog import open_catalog
 from emingest.config import Settings, load_settings
 from emingest.pipeline import Pipeline, VolumeJob
+from emingest.records import resolve_in_root
 from emingest.sources import create_source
 from emingest.testing.synthetic import textured_classes
 
@@ -66,7 +67,8 @@ def ingest_textured(root: Path, name: str = "textured", seed: int = 7) -> Textur
     rec = result.record
     assert rec is not None
     rid = f"{rec.source}/{rec.source_id}/{rec.name}"
-    return Textured(settings, rid, classes, tif, volume, Path(rec.local_paths.volume))
+    store = resolve_in_root(rec.local_paths.volume, settings.storage.data_root)
+    return Textured(settings, rid, classes, tif, volume, store)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,9 @@ def tiny_weights(path: Path) -> tuple[Path, object]:
     from emingest.vectors.torch_model import build_patchcnn, save_patchcnn
 
     torch.manual_seed(0)
-    config = {"channels": [4, 8], "dim": 16, "size": 32}
+    # 48 px: a 512 nm patch is read at level 0 (8 nm is nearer 10.7 nm than level 1's 16 nm)
+    # and shrunk from 64 to 48 px
+    config = {"channels": [4, 8], "dim": 16, "size": 48}
     model = build_patchcnn(config)
     return save_patchcnn(model, config, path), model
 
@@ -33,11 +35,11 @@ def test_weights_file_embeds_into_its_own_space(isolated: Settings, textured: Te
     settings.embed.models = ["torch"]
     settings.embed.weights = weights
     encoder = make_encoder(settings)
-    assert encoder.dim == 16 and encoder.embedder.patch_shape == (1, 32, 32)
+    assert encoder.dim == 16 and encoder.embedder.patch_shape == (1, 48, 48)
     assert encoder.space.key != make_encoder(isolated).space.key  # never compared with scattering
     [result] = embed_records(settings, [textured.record_id])
     assert result.status == "embedded" and result.patches == 240
-    # a stored vector is the model's output on the patch, shrunk from 64 to 32 px
+    # a stored vector is the model's output on the patch, shrunk from 64 to 48 px
     hits = search_like(settings, textured.record_id, (2, 96, 160), k=3)
     assert hits[0].center_zyx == (2, 96, 160) and hits[0].distance == pytest.approx(0, abs=1e-5)
     assert {h.model for h in hits} == {encoder.space.key}
@@ -49,7 +51,7 @@ def test_weights_file_embeds_into_its_own_space(isolated: Settings, textured: Te
 
     vec, _ = patch_vector(settings, textured.record_id, (2, 96, 160))
     mean, std = volume_normalisation(_record(settings, textured.record_id))
-    small = cv2.resize((patch - mean) / std, (32, 32), interpolation=cv2.INTER_AREA)
+    small = cv2.resize((patch - mean) / std, (48, 48), interpolation=cv2.INTER_AREA)
     with torch.no_grad():
         expected = model(torch.from_numpy(small[None, None])).numpy()[0]  # type: ignore[operator]
     np.testing.assert_allclose(vec, expected, rtol=1e-4, atol=1e-5)

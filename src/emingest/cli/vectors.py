@@ -233,13 +233,15 @@ def _middle_patch(settings: Settings, record_id: str, key: str) -> tuple[int, in
     import numpy as np
 
     from emingest.catalog import open_catalog
+    from emingest.records import resolve_in_root
     from emingest.vectors.store import EmbeddingStore
 
     with open_catalog(settings) as catalog:
         row = catalog.get(record_id)
     if row is None:
         raise ConfigError(f"{record_id}: not in the catalog")
-    store = EmbeddingStore(row.record["local_paths"]["volume"], key)
+    volume = resolve_in_root(row.record["local_paths"]["volume"], settings.storage.data_root)
+    store = EmbeddingStore(volume, key)
     centers = np.concatenate([c for c, _ in store.iter_chunks()])
     z, y, x = (int(v) for v in centers[len(centers) // 2])
     return z, y, x
