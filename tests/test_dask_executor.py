@@ -288,3 +288,25 @@ def test_an_unregistered_source_fails_its_volume_clearly(tmp_path: Path) -> None
             [res] = pipe.run([VolumeJob(_UnregisteredSource(), ref)])  # type: ignore[arg-type]
     assert res.status.startswith("error: ConfigError: not-registered/x1/vol: Dask workers open")
     assert "unknown source 'not-registered'" in res.status
+
+
+def test_executor_flags_reach_the_pipeline_and_an_unreachable_scheduler_exits_2(
+    tmp_path: Path, volume: Any
+) -> None:
+    """``--executor dask --scheduler ADDRESS`` on the command line: nothing listens on port 9
+    of 127.0.0.1, so the run stops at once with one line and exit 2, no traceback."""
+    from typer.testing import CliRunner
+
+    from emingest.cli import app
+
+    tif, _, _ = volume
+    args = ["ingest", "local", str(tif), "--data-root", str(tmp_path / "data")]
+    env = {"EMINGEST_PIPELINE__SCHEDULER_TIMEOUT_S": "2"}
+    bad = CliRunner().invoke(
+        app, [*args, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"], env=env
+    )
+    assert bad.exit_code == 2, bad.output
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in bad.output
+    assert "Traceback" not in bad.output
+    unknown = CliRunner().invoke(app, [*args, "--executor", "spark"])
+    assert unknown.exit_code == 2 and "executor" in unknown.output

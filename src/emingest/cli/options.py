@@ -25,6 +25,22 @@ DataRootOpt = Annotated[
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", "-j", help="Region tasks at once [pipeline.workers]")
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where region tasks run: threads, or dask (extra 'dask') [pipeline.executor]",
+        show_default=False,
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="With --executor dask: local (a LocalCluster) or tcp://host:8786 [pipeline.scheduler]",
+        show_default=False,
+    ),
+]
 ChunkOpt = Annotated[
     tuple[int, int, int] | None,
     typer.Option("--chunk", help="Chunk shape Z Y X [storage.chunk_shape]", show_default=False),
@@ -82,6 +98,8 @@ def flag_overrides(
     chunk: Sequence[int] | None = None,
     shard: Sequence[int] | None = None,
     levels: int | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """The settings layer the common flags make (unset flags leave the lower layers alone)."""
     storage: dict[str, Any] = {}
@@ -98,6 +116,10 @@ def flag_overrides(
         storage["keep_raw"] = keep_raw
     if workers is not None:
         pipeline["workers"] = workers
+    if executor is not None:
+        pipeline["executor"] = executor
+    if scheduler is not None:
+        pipeline["scheduler"] = scheduler
     out: dict[str, Any] = {}
     if storage:
         out["storage"] = storage
@@ -144,11 +166,13 @@ __all__ = [
     "ConfigOpt",
     "DataRootOpt",
     "DryRunOpt",
+    "ExecutorOpt",
     "ForceOpt",
     "JsonOpt",
     "KeepRawOpt",
     "LevelsOpt",
     "ListOpt",
+    "SchedulerOpt",
     "ShardOpt",
     "VoxelSizeOpt",
     "WorkersOpt",

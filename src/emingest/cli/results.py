@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from emingest.config import Settings
+from emingest.errors import ConfigError
 from emingest.pipeline import STATUS_INTERRUPTED, Pipeline, VolumeJob, VolumeResult
 from emingest.progress import LogProgress, Progress, RichProgress
 
@@ -60,9 +61,16 @@ def progress_display() -> Iterator[Progress]:
 def run_jobs(
     settings: Settings, jobs: list[VolumeJob], *, force: bool, stop: threading.Event | None = None
 ) -> list[VolumeResult]:
-    """Run the pipeline over ``jobs`` with the progress display."""
-    with progress_display() as progress, Pipeline(settings, progress=progress, stop=stop) as pipe:
-        return pipe.run(jobs, force=force)
+    """Run the pipeline over ``jobs`` with the progress display; an executor that cannot
+    start (a Dask scheduler that cannot be reached) exits 2 with one line."""
+    with progress_display() as progress:
+        try:
+            pipe = Pipeline(settings, progress=progress, stop=stop)
+        except ConfigError as err:
+            typer.echo(f"emingest: {err}", err=True)
+            raise typer.Exit(2) from err
+        with pipe:
+            return pipe.run(jobs, force=force)
 
 
 def volume_json(result: VolumeResult) -> dict[str, Any]:

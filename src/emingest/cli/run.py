@@ -13,8 +13,10 @@ import typer
 from emingest.cli.app import setup_logging
 from emingest.cli.options import (
     DataRootOpt,
+    ExecutorOpt,
     ForceOpt,
     JsonOpt,
+    SchedulerOpt,
     WorkersOpt,
     fail,
     settings_from_flags,
@@ -27,6 +29,7 @@ from emingest.cli.results import (
     volume_json,
 )
 from emingest.config import DatasetSettings, Settings, load_settings
+from emingest.errors import ConfigError
 
 
 def _print_summary(rows: list[dict[str, Any]]) -> None:
@@ -73,15 +76,18 @@ def run_and_summarise(
     per_source_logs(settings.log_dir, [d.source for d in datasets], stamp)
     lines = (lambda text: typer.echo(text, err=True)) if as_json else typer.echo
     with stop_on_ctrl_c() as stop, progress_display() as progress:
-        outcomes = run_datasets(
-            settings,
-            datasets,
-            progress=progress,
-            force=force,
-            preflight_timeout_s=preflight_timeout_s,
-            report_line=lines,
-            stop=stop,
-        )
+        try:
+            outcomes = run_datasets(
+                settings,
+                datasets,
+                progress=progress,
+                force=force,
+                preflight_timeout_s=preflight_timeout_s,
+                report_line=lines,
+                stop=stop,
+            )
+        except ConfigError as err:  # e.g. a Dask scheduler that cannot be reached
+            raise fail(err, 2) from err
     if as_json:
         for o in outcomes:
             if o.error is not None:
@@ -114,6 +120,8 @@ def run(
     ] = None,
     data_root: DataRootOpt = None,
     workers: WorkersOpt = None,
+    executor: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     preflight_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for each archive's first answer")
     ] = 5.0,
@@ -127,7 +135,9 @@ def run(
     """
     from emingest.run import configuration_problems, resolve_datasets
 
-    settings = settings_from_flags(config, data_root=data_root, workers=workers)
+    settings = settings_from_flags(
+        config, data_root=data_root, workers=workers, executor=executor, scheduler=scheduler
+    )
     problems = configuration_problems(settings)
     if problems:  # a typo in the configuration is not an unreachable archive
         raise fail("\n".join(problems), 2)
