@@ -133,6 +133,45 @@ class CatalogFilters:
             if value is not None and len(value) != 3:
                 raise CatalogError(f"{name} needs three values, z y x; got {value!r}")
 
+    def sql_where(self, placeholder: str, contains: str) -> tuple[str, list[Any]]:
+        """``WHERE ...`` (or "") and its parameters over the index's columns, for every SQL
+        backend: ``placeholder`` is the driver's ("?", "%s"), ``contains`` its expression
+        for "the description contains the parameter" (SQLite's instr, PostgreSQL's strpos)."""
+        p = placeholder
+        where: list[str] = []
+        params: list[Any] = []
+        if self.source is not None:
+            where.append(f"source = {p}")
+            params.append(self.source)
+        if self.status is not None:
+            where.append(f"status_group = {p}")
+            params.append(_STATUS_GROUP_OF_FILTER[self.status])
+        if self.dtype is not None:
+            where.append(f"dtype = {p}")
+            params.append(self.dtype)
+        for bound, op in ((self.voxel_min_nm, ">="), (self.voxel_max_nm, "<=")):
+            if bound is not None:
+                where.append(" AND ".join(f"voxel_{a} {op} {p}" for a in "zyx"))
+                params += [float(bound)] * 3
+        for shape, op in ((self.min_shape, ">="), (self.max_shape, "<=")):
+            if shape is not None:
+                where.append(" AND ".join(f"shape_{a} {op} {p}" for a in "zyx"))
+                params += [int(n) for n in shape]
+        if self.text:
+            where.append(contains.format(p=p))
+            params.append(self.text)
+        clause = f"WHERE {' AND '.join(f'({w})' for w in where)}" if where else ""
+        return clause, params
+
+
+# the ``--status`` choices as the index's ``status_group`` column spells them
+_STATUS_GROUP_OF_FILTER = {
+    "complete": "complete",
+    "error": "error",
+    "saving-data": "in-progress",
+    "in-progress": "in-progress",
+}
+
 
 @dataclass
 class SyncResult:

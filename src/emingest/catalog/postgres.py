@@ -103,12 +103,6 @@ _UPSERT = (
 # Byte order, as SQLite and Python's sorted() order ids; a database's default collation
 # (en_US and the like) would order "a-b" and "a/b" differently.
 _ORDER = 'ORDER BY id COLLATE "C"'
-_STATUS_GROUPS = {
-    "complete": "complete",
-    "error": "error",
-    "saving-data": "in-progress",
-    "in-progress": "in-progress",
-}
 
 
 def redact_url(url: str) -> str:
@@ -279,30 +273,9 @@ class PostgresCatalog:
         return rows[0] if rows else None
 
     def query(self, filters: CatalogFilters | None = None) -> list[CatalogRow]:
-        f = filters or CatalogFilters()
-        where: list[str] = []
-        params: list[Any] = []
-        if f.source is not None:
-            where.append("source = %s")
-            params.append(f.source)
-        if f.status is not None:
-            where.append("status_group = %s")
-            params.append(_STATUS_GROUPS[f.status])
-        if f.dtype is not None:
-            where.append("dtype = %s")
-            params.append(f.dtype)
-        for bound, op in ((f.voxel_min_nm, ">="), (f.voxel_max_nm, "<=")):
-            if bound is not None:
-                where.append(" AND ".join(f"voxel_{a} {op} %s" for a in "zyx"))
-                params += [float(bound)] * 3
-        for shape, op in ((f.min_shape, ">="), (f.max_shape, "<=")):
-            if shape is not None:
-                where.append(" AND ".join(f"shape_{a} {op} %s" for a in "zyx"))
-                params += [int(n) for n in shape]
-        if f.text:
-            where.append("strpos(lower(description), lower(%s)) > 0")
-            params.append(f.text)
-        clause = f"WHERE {' AND '.join(f'({w})' for w in where)}" if where else ""
+        clause, params = (filters or CatalogFilters()).sql_where(
+            "%s", "strpos(lower(description), lower({p})) > 0"
+        )
         return self._select(clause, params)
 
     def sync(self, data_root: DataRoot) -> SyncResult:

@@ -86,12 +86,6 @@ _INSERT = (
     f"INSERT OR REPLACE INTO records ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
-_STATUS_GROUPS = {
-    "complete": "complete",
-    "error": "error",
-    "saving-data": "in-progress",
-    "in-progress": "in-progress",
-}
 
 
 def _is_corruption(err: sqlite3.DatabaseError) -> bool:
@@ -325,30 +319,9 @@ class SQLiteCatalog:
         return rows[0] if rows else None
 
     def query(self, filters: CatalogFilters | None = None) -> list[CatalogRow]:
-        f = filters or CatalogFilters()
-        where: list[str] = []
-        params: list[Any] = []
-        if f.source is not None:
-            where.append("source = ?")
-            params.append(f.source)
-        if f.status is not None:
-            where.append("status_group = ?")
-            params.append(_STATUS_GROUPS[f.status])
-        if f.dtype is not None:
-            where.append("dtype = ?")
-            params.append(f.dtype)
-        for bound, op in ((f.voxel_min_nm, ">="), (f.voxel_max_nm, "<=")):
-            if bound is not None:
-                where.append(" AND ".join(f"voxel_{a} {op} ?" for a in "zyx"))
-                params += [float(bound)] * 3
-        for shape, op in ((f.min_shape, ">="), (f.max_shape, "<=")):
-            if shape is not None:
-                where.append(" AND ".join(f"shape_{a} {op} ?" for a in "zyx"))
-                params += [int(n) for n in shape]
-        if f.text:
-            where.append("instr(lower(description), lower(?)) > 0")
-            params.append(f.text)
-        clause = f"WHERE {' AND '.join(f'({w})' for w in where)}" if where else ""
+        clause, params = (filters or CatalogFilters()).sql_where(
+            "?", "instr(lower(description), lower({p})) > 0"
+        )
         return self._select(clause, params)
 
     def _select(self, clause: str, params: list[Any]) -> list[CatalogRow]:
