@@ -70,7 +70,7 @@ def test_absurd_volume_is_refused_by_its_setting(tmp_path: Path) -> None:
 
 
 BOMB_CHILD = """
-import json, resource, sys
+import json, sys
 from emingest.config import load_settings
 from emingest.pipeline import Pipeline, VolumeJob
 from emingest.sources import create_source
@@ -79,7 +79,12 @@ source = create_source("local", settings)
 (ref,) = source.discover([sys.argv[1]])
 with Pipeline(settings) as pipe:
     (result,) = pipe.run([VolumeJob(source, ref)])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status(key):
+    with open("/proc/self/status") as fh:
+        return int(next(l for l in fh if l.startswith(key + ":")).split()[1]) * 1024
+# VmHWM, not ru_maxrss (which a forked child inherits from a large parent such as pytest),
+# less the shared libraries' file pages (their residency follows the page cache, not us)
+peak = status("VmHWM") - status("RssFile")
 print(json.dumps({"status": result.status, "peak": peak}))
 """
 

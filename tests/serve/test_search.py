@@ -1,33 +1,18 @@
-"""``/api/search``: the shape of its answers where ``emingest.vectors`` is installed, and a
-clear 501 where it is not."""
+"""``/api/search``: the shape of its answers (search by a volume's patch and by an uploaded
+image) and the validation of its query."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 
 import cv2
 import numpy as np
-import pytest
 import requests
 
 from emingest.config import Settings
 from emingest.serve.loopback import ApiServer
 
-HAS_VECTORS = importlib.util.find_spec("emingest.vectors") is not None
 VOLUME = "epfl/ca1-hippocampus/volumedata"
-
-
-@pytest.mark.skipif(HAS_VECTORS, reason="emingest.vectors is installed: search answers 200")
-def test_search_without_vectors_is_a_clear_501(api: ApiServer) -> None:
-    params = {"like": VOLUME, "z": 12, "y": 80, "x": 90}
-    resp = requests.get(f"{api.url}/api/search", params=params, timeout=10)
-    assert resp.status_code == 501
-    assert "emingest.vectors" in resp.json()["error"]
-    buf = io.BytesIO()
-    np.save(buf, np.zeros((32, 32), np.uint8))
-    posted = requests.post(f"{api.url}/api/search", data=buf.getvalue(), timeout=10)
-    assert posted.status_code == 501 and "emingest.vectors" in posted.json()["error"]
 
 
 def test_search_validates_its_query(api: ApiServer) -> None:

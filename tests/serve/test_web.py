@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-HAS_VECTORS = importlib.util.find_spec("emingest.vectors") is not None
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +122,8 @@ def test_volume_page_viewer_zoom_levels_and_metadata(
 
 
 def test_click_searches_similar_patches(
-    api: ApiServer, page: Any, shots: Path, request: pytest.FixtureRequest
+    api: ApiServer, page: Any, shots: Path, embedded: Any
 ) -> None:
-    if HAS_VECTORS:
-        request.getfixturevalue("embedded")  # an index to search
     page.goto(f"{api.url}/#/volume/epfl%2Fca1-hippocampus%2Fvolumedata")
     page.wait_for_selector("#view[data-loaded]")
     box = page.locator("#view").bounding_box()
@@ -137,18 +133,14 @@ def test_click_searches_similar_patches(
         " document.getElementById('search-status').textContent !== 'Click the image.'"
     )
     status = page.locator("#search-status").inner_text()
-    if HAS_VECTORS:
-        page.wait_for_function(
-            "[...document.querySelectorAll('.hit img')]"
-            ".every(i => i.complete && i.naturalWidth > 0)"
-        )
-        assert "similar patches" in status and page.locator(".hit").count() > 0
-        first = page.locator(".hit").first
-        first.click()  # a hit links to its place: the volume page centred on it
-        page.wait_for_selector("#view[data-loaded]")
-        assert "#/volume/" in page.url and "z=" in page.url
-    else:
-        assert "emingest.vectors" in status  # the 501 answer, shown to the user
+    page.wait_for_function(
+        "[...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert "similar patches" in status and page.locator(".hit").count() > 0
+    first = page.locator(".hit").first
+    first.click()  # a hit links to its place: the volume page centred on it
+    page.wait_for_selector("#view[data-loaded]")
+    assert "#/volume/" in page.url and "z=" in page.url
     page.screenshot(path=str(shots / "search.png"), full_page=True)
 
 
