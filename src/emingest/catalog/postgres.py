@@ -21,7 +21,6 @@ Concurrency, and why it holds:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -35,8 +34,8 @@ from emingest.catalog import (
     DataRoot,
     SyncResult,
     read_sidecars,
-    status_group,
 )
+from emingest.catalog.columns import INDEX_COLUMNS, row_from_columns, row_values
 from emingest.errors import CatalogError, ConfigError
 from emingest.records import VolumeRecord
 
@@ -47,28 +46,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # in emingest_catalog_meta; a database with another version is rebuilt
 _SCHEMA_LOCK = 0x656D696E  # advisory lock key ("emin"): one process creates the schema
-_COLUMNS = (
-    "id",
-    "source",
-    "source_id",
-    "name",
-    "status",
-    "status_group",
-    "dtype",
-    "shape_z",
-    "shape_y",
-    "shape_x",
-    "voxel_z",
-    "voxel_y",
-    "voxel_x",
-    "nbytes",
-    "file_size_bytes",
-    "sha256",
-    "description",
-    "record_path",
-    "timestamp",
-    "record_json",
-)
 _SCHEMA = (
     """CREATE TABLE emingest_records (
         id TEXT PRIMARY KEY NOT NULL,
@@ -95,10 +72,10 @@ _SCHEMA = (
     "CREATE INDEX emingest_records_voxel ON emingest_records (voxel_z, voxel_y, voxel_x)",
 )
 _UPSERT = (
-    f"INSERT INTO emingest_records ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+    f"INSERT INTO emingest_records ({', '.join(INDEX_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(INDEX_COLUMNS))}) "
     f"ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "id")
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in INDEX_COLUMNS if c != "id")
 )
 # Byte order, as SQLite and Python's sorted() order ids; a database's default collation
 # (en_US and the like) would order "a-b" and "a/b" differently.
@@ -119,53 +96,6 @@ def _psycopg() -> Any:
             "pip install 'emingest[postgres]'"
         ) from err
     return psycopg
-
-
-def _row_values(row: CatalogRow) -> tuple[Any, ...]:
-    shape = row.shape or (None, None, None)
-    voxel = row.voxel_size_nm or (None, None, None)
-    return (
-        row.id,
-        row.source,
-        row.source_id,
-        row.name,
-        row.status,
-        status_group(row.status),
-        row.dtype,
-        *shape,
-        *voxel,
-        row.nbytes,
-        row.file_size_bytes,
-        row.sha256,
-        row.description,
-        row.record_path,
-        row.timestamp,
-        json.dumps(row.record, sort_keys=True),
-    )
-
-
-def _from_db(values: tuple[Any, ...]) -> CatalogRow:
-    v = dict(zip(_COLUMNS, values, strict=True))
-    shape = (v["shape_z"], v["shape_y"], v["shape_x"])
-    voxel = (v["voxel_z"], v["voxel_y"], v["voxel_x"])
-    record = v["record_json"]
-    return CatalogRow(
-        id=v["id"],
-        source=v["source"],
-        source_id=v["source_id"],
-        name=v["name"],
-        status=v["status"],
-        dtype=v["dtype"],
-        shape=shape if None not in shape else None,
-        voxel_size_nm=voxel if None not in voxel else None,
-        nbytes=v["nbytes"],
-        file_size_bytes=v["file_size_bytes"],
-        sha256=v["sha256"],
-        description=v["description"],
-        record_path=v["record_path"],
-        timestamp=v["timestamp"],
-        record=json.loads(record) if isinstance(record, str) else record,
-    )
 
 
 class PostgresCatalog:
@@ -242,14 +172,17 @@ class PostgresCatalog:
 
     @staticmethod
     def _insert(cur: psycopg.Cursor[Any], rows: Iterable[CatalogRow]) -> None:
-        cur.executemany(_UPSERT, [_row_values(r) for r in rows])
+        cur.executemany(_UPSERT, [row_values(r) for r in rows])
 
     def _select(self, clause: str, params: list[Any]) -> list[CatalogRow]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM emingest_records {clause} {_ORDER}"
+        sql = f"SELECT {', '.join(INDEX_COLUMNS)} FROM emingest_records {clause} {_ORDER}"
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cur.execute(sql, params)
-                return [_from_db(r) for r in cur.fetchall()]
+                return [
+                    row_from_columns(dict(zip(INDEX_COLUMNS, r, strict=True)))
+                    for r in cur.fetchall()
+                ]
         except self._psycopg.Error as err:
             raise CatalogError(
                 f"{self.where}: catalog query failed: {err}; "
@@ -261,7 +194,7 @@ class PostgresCatalog:
     def upsert(self, record: VolumeRecord, path: Path | str) -> None:
         row = CatalogRow.from_record(record, path)
         with self._transaction() as cur:
-            cur.execute(_UPSERT, _row_values(row))
+            cur.execute(_UPSERT, row_values(row))
 
     def remove(self, id: str) -> bool:
         with self._transaction() as cur:

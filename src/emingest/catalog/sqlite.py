@@ -10,7 +10,6 @@ renamed over it.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -26,8 +25,8 @@ from emingest.catalog import (
     DataRoot,
     SyncResult,
     read_sidecars,
-    status_group,
 )
+from emingest.catalog.columns import INDEX_COLUMNS, row_from_columns, row_values
 from emingest.diskspace import free_bytes, storage_cause
 from emingest.errors import CatalogError
 from emingest.records import VolumeRecord
@@ -35,28 +34,6 @@ from emingest.records import VolumeRecord
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # PRAGMA user_version; a file with another version is rebuilt
-_COLUMNS = (
-    "id",
-    "source",
-    "source_id",
-    "name",
-    "status",
-    "status_group",
-    "dtype",
-    "shape_z",
-    "shape_y",
-    "shape_x",
-    "voxel_z",
-    "voxel_y",
-    "voxel_x",
-    "nbytes",
-    "file_size_bytes",
-    "sha256",
-    "description",
-    "record_path",
-    "timestamp",
-    "record_json",
-)
 _SCHEMA = """
 CREATE TABLE records (
     id TEXT PRIMARY KEY NOT NULL,
@@ -83,8 +60,8 @@ CREATE INDEX records_shape ON records (shape_z, shape_y, shape_x);
 CREATE INDEX records_voxel ON records (voxel_z, voxel_y, voxel_x);
 """
 _INSERT = (
-    f"INSERT OR REPLACE INTO records ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f"INSERT OR REPLACE INTO records ({', '.join(INDEX_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(INDEX_COLUMNS))})"
 )
 
 
@@ -122,51 +99,6 @@ def _failure(db_path: Path, doing: str, err: BaseException) -> CatalogError:
     return CatalogError(f"{db_path}: {doing} failed: {err}")
 
 
-def _row_values(row: CatalogRow) -> tuple[Any, ...]:
-    shape = row.shape or (None, None, None)
-    voxel = row.voxel_size_nm or (None, None, None)
-    return (
-        row.id,
-        row.source,
-        row.source_id,
-        row.name,
-        row.status,
-        status_group(row.status),
-        row.dtype,
-        *shape,
-        *voxel,
-        row.nbytes,
-        row.file_size_bytes,
-        row.sha256,
-        row.description,
-        row.record_path,
-        row.timestamp,
-        json.dumps(row.record, sort_keys=True),
-    )
-
-
-def _from_db(values: sqlite3.Row) -> CatalogRow:
-    shape = (values["shape_z"], values["shape_y"], values["shape_x"])
-    voxel = (values["voxel_z"], values["voxel_y"], values["voxel_x"])
-    return CatalogRow(
-        id=values["id"],
-        source=values["source"],
-        source_id=values["source_id"],
-        name=values["name"],
-        status=values["status"],
-        dtype=values["dtype"],
-        shape=shape if None not in shape else None,
-        voxel_size_nm=voxel if None not in voxel else None,
-        nbytes=values["nbytes"],
-        file_size_bytes=values["file_size_bytes"],
-        sha256=values["sha256"],
-        description=values["description"],
-        record_path=values["record_path"],
-        timestamp=values["timestamp"],
-        record=json.loads(values["record_json"]),
-    )
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     conn.row_factory = sqlite3.Row
@@ -176,7 +108,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _fill(conn: sqlite3.Connection, rows: Iterable[CatalogRow], *, clear: bool) -> None:
     if clear:
         conn.execute("DELETE FROM records")
-    conn.executemany(_INSERT, (_row_values(r) for r in rows))
+    conn.executemany(_INSERT, (row_values(r) for r in rows))
 
 
 class SQLiteCatalog:
@@ -308,7 +240,7 @@ class SQLiteCatalog:
     def upsert(self, record: VolumeRecord, path: Path | str) -> None:
         row = CatalogRow.from_record(record, path)
         with self._transaction() as conn:
-            conn.execute(_INSERT, _row_values(row))
+            conn.execute(_INSERT, row_values(row))
 
     def remove(self, id: str) -> bool:
         with self._transaction() as conn:
@@ -325,9 +257,9 @@ class SQLiteCatalog:
         return self._select(clause, params)
 
     def _select(self, clause: str, params: list[Any]) -> list[CatalogRow]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM records {clause} ORDER BY id"
+        sql = f"SELECT {', '.join(INDEX_COLUMNS)} FROM records {clause} ORDER BY id"
         try:
-            return [_from_db(r) for r in self.conn.execute(sql, params)]
+            return [row_from_columns(r) for r in self.conn.execute(sql, params)]
         except sqlite3.Error as err:
             if storage_cause(err) is not None or "I/O" in str(err):
                 raise _failure(self.db_path, "catalog query", err) from err
