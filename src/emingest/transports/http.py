@@ -10,6 +10,9 @@
   ``parallel_min_bytes`` on a server that sends ``Accept-Ranges: bytes`` and a Content-Length
   are fetched as parallel Range segments, up to ``per_host_connections`` at once; otherwise
   (or if the server stops honouring Range) one stream.
+* Redirects stay inside the archive (:mod:`emingest.transports.redirects`): a hop to another
+  scheme, host or port is refused before it is requested, unless listed in ``redirect_hosts``;
+  at most ``max_redirects`` are followed. Both raise :class:`RemoteFormatError`, never retried.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from requests.adapters import HTTPAdapter
 
 from emingest.diskspace import storage_cause, storage_error
 from emingest.errors import (
+    EmingestError,
     EntryNotFoundError,
     IntegrityError,
     RemoteFormatError,
@@ -39,6 +43,7 @@ from emingest.errors import (
 from emingest.transports.cache import DownloadedFile, PartialFile
 from emingest.transports.digest import PrefixHasher, RunningDigest
 from emingest.transports.hosts import HostLimiter
+from emingest.transports.redirects import ArchiveSession
 from emingest.transports.retry import parse_retry_after, retry_call
 from emingest.transports.settings import TransportSettings
 
@@ -85,6 +90,11 @@ def translate_error(err: BaseException, url: str, doing: str) -> Exception:
         | ConnectionError,
     ):
         return TransientSourceError(f"{url}: connection broken while {doing} ({err})")
+    if isinstance(err, requests.exceptions.TooManyRedirects):
+        return RemoteFormatError(
+            f"{url}: refused after too many redirects ({err}); "
+            "raise the transport.max_redirects setting if the archive really needs more"
+        )
     if isinstance(err, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
         return SourceError(f"{url}: not a valid URL ({err}); check the source's URL settings")
     if isinstance(err, OSError):
@@ -121,7 +131,9 @@ class HttpTransport:
         self.settings = settings
         self.policy = settings.retry_policy()
         self.limiter = limiter or HostLimiter(settings.per_host_connections)
-        self._session = requests.Session()
+        self._session = ArchiveSession(
+            redirect_hosts=settings.redirect_hosts, max_redirects=settings.max_redirects
+        )
         self._session.trust_env = settings.trust_env
         self._session.headers["User-Agent"] = settings.user_agent
         adapter = HTTPAdapter(
@@ -157,6 +169,8 @@ class HttpTransport:
             resp = self._session.request(
                 method, url, params=params, headers=headers, stream=stream, timeout=timeout
             )
+        except EmingestError:
+            raise  # a refused redirect (RemoteFormatError), already ours
         except Exception as err:
             raise translate_error(err, url, f"sending {method}") from err
         raise_for_status(resp, resp.url or url)
@@ -276,8 +290,8 @@ class HttpTransport:
             return None
         try:
             return self.head(url)
-        except EntryNotFoundError:
-            raise
+        except (EntryNotFoundError, RemoteFormatError):
+            raise  # missing, or a redirect out of the archive: a GET would fare no better
         except SourceError as err:  # 405 and friends: one stream will do
             log.debug("%s: HEAD failed (%s); downloading as one stream", url, err)
             return None

@@ -70,6 +70,15 @@ class TransportSettings(BaseModel):
     trust_env: bool = Field(
         True, description="Use proxy and netrc settings of the environment (requests)"
     )
+    max_redirects: int = Field(
+        5, ge=0, description="Redirects followed per request; more are refused, never retried"
+    )
+    redirect_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra hosts (host, or host:port) an archive may redirect to, such as its "
+        "mirrors; any other redirect off the requested scheme, host and port is refused "
+        "(an upgrade from http to https on the same host is always followed)",
+    )
     user_agent: str = f"emingest/{__version__} (+https://github.com/emingest)"
 
     def retry_policy(self) -> RetryPolicy:
