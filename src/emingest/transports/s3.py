@@ -15,6 +15,7 @@ import requests
 
 from emingest.errors import EntryNotFoundError, RemoteFormatError, SourceError, TransientSourceError
 from emingest.transports.http import translate_error
+from emingest.transports.redirects import ArchiveSession
 from emingest.transports.retry import RetryPolicy, parse_retry_after, retry_call
 from emingest.transports.urls import join_below
 
@@ -52,7 +53,8 @@ class AnonymousS3:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            # its redirects stay on the bucket's host, like every archive request's
+            session = ArchiveSession()
             session.trust_env = False  # no netrc credentials on an anonymous request
             self._local.session = session
         return session
