@@ -28,26 +28,11 @@ from emingest.errors import CatalogError, LocalStorageError
 from emingest.pipeline import Pipeline, VolumeJob
 from emingest.records import read_record
 from emingest.sources import create_source
+from emingest.testing.disk import small_disk
 from emingest.testing.http import HTTPReplica
 from emingest.transports import Downloader, TransportSettings
 
 MiB = 1 << 20
-
-
-@contextlib.contextmanager
-def small_disk(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); EFBIG test covers it")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def resize(disk: Path, size: str) -> None:

@@ -18,46 +18,30 @@ from emingest.catalog import (
 )
 from emingest.config import Settings
 from emingest.errors import CatalogError
-from emingest.records import LocalPaths, VolumeRecord, error_status, write_record
-
-
-def make_record(root: Path, source: str, source_id: str, name: str, **kw: Any) -> VolumeRecord:
-    folder = root / source / source_id
-    fields: dict[str, Any] = {
-        "status": "complete",
-        "timestamp": "2025-01-01T00:00:00Z",
-        "voxel_size_nm": [8.0, 4.0, 4.0],
-        "volume_shape": [10, 200, 300],
-        "dtype": "uint8",
-        **kw,
-    }
-    record = VolumeRecord(
-        source=source,
-        source_id=source_id,
-        name=name,
-        local_paths=LocalPaths(
-            volume=str(folder / f"{name}.ome.zarr"), metadata=str(folder / f"{name}.json")
-        ),
-        **fields,
-    )
-    write_record(folder / f"{name}.json", record)
-    return record
+from emingest.records import error_status
+from emingest.testing.catalog import write_sample_record
 
 
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
-    make_record(root, "empiar", "11759", "stack", description="Mouse cortex FIB-SEM")
-    make_record(root, "empiar", "11759", "other", dtype="uint16", voxel_size_nm=[30.0, 2.0, 2.0])
-    make_record(root, "idr", "9846137", "img", status="saving-data", volume_shape=None, dtype=None)
-    make_record(root, "epfl", "ca1", "volumedata", volume_shape=[165, 768, 1024])
-    make_record(root, "epfl", "ca1", "training", status=error_status("boom"), volume_shape=None)
+    write_sample_record(root, "empiar", "11759", "stack", description="Mouse cortex FIB-SEM")
+    write_sample_record(
+        root, "empiar", "11759", "other", dtype="uint16", voxel_size_nm=[30.0, 2.0, 2.0]
+    )
+    write_sample_record(
+        root, "idr", "9846137", "img", status="saving-data", volume_shape=None, dtype=None
+    )
+    write_sample_record(root, "epfl", "ca1", "volumedata", volume_shape=[165, 768, 1024])
+    write_sample_record(
+        root, "epfl", "ca1", "training", status=error_status("boom"), volume_shape=None
+    )
     # a labels image lives inside its image's store; its sidecar sits beside the image's own
     store = root / "epfl" / "ca1" / "volumedata.ome.zarr"
     (store / "labels" / "gt").mkdir(parents=True)
     (store / "zarr.json").write_text('{"zarr_format": 3}')
     (store / "labels" / "gt" / "zarr.json").write_text('{"zarr_format": 3}')
-    make_record(root, "epfl", "ca1", "gt", description="ground truth labels")
+    write_sample_record(root, "epfl", "ca1", "gt", description="ground truth labels")
     # noise the catalog must ignore: hidden temp file, malformed sidecar
     (root / "epfl" / "ca1" / ".gt.json.abc.tmp").write_text("{")
     (root / "epfl" / "ca1" / ".hidden.json").write_text("{")
@@ -123,7 +107,7 @@ def test_unknown_status_filter_is_an_error() -> None:
 
 def test_upsert_get_remove(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    rec = make_record(root, "local", "v-1", "v", status="saving-data", volume_shape=None)
+    rec = write_sample_record(root, "local", "v-1", "v", status="saving-data", volume_shape=None)
     with open_catalog(tmp_path / "cat.sqlite") as cat:
         assert cat.get("local/v-1/v") is None
         cat.upsert(rec, root / "local" / "v-1" / "v.json")
@@ -187,7 +171,7 @@ def test_index_record_updates_catalog_and_never_raises(
 ) -> None:
     root = tmp_path / "data"
     settings = Settings.model_validate({"storage": {"data_root": str(root)}})
-    rec = make_record(root, "local", "v-1", "v")
+    rec = write_sample_record(root, "local", "v-1", "v")
     assert index_record(settings, root / "local" / "v-1" / "v.json", rec) is True
     assert index_record(settings, root / "local" / "v-1" / "v.json") is True  # reads the file
     with open_catalog(settings) as cat:

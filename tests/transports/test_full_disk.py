@@ -3,32 +3,14 @@ FTP. Each fails at once with a LocalStorageError, never retried (tmpfs mounted b
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from emingest.errors import LocalStorageError
+from emingest.testing.disk import small_disk
 from emingest.testing.ftp import FTPReplica
 from emingest.transports import Downloader, TransportSettings
-
-
-@contextlib.contextmanager
-def small_disk(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 @pytest.mark.parametrize("how", ["stream", "segments", "ftp"])
