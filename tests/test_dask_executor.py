@@ -179,20 +179,20 @@ def test_a_killed_driver_resumes_from_its_journal(tmp_path: Path, volume: Any) -
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.monotonic() + 120
-    while _journal_lines(paths.journal) < 4 and proc.poll() is None:
+    while _journal_lines(paths.journal.path) < 4 and proc.poll() is None:
         assert time.monotonic() < deadline, "ingest never started writing tiles"
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
-    assert json.loads(paths.record.read_text())["status"] == "saving-data"
+    assert json.loads(paths.record.path.read_text())["status"] == "saving-data"
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stderr
-    rec = read_record(paths.record)
+    rec = read_record(paths.record.path)
     assert rec.status == "complete"
     assert rec.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
-    assert store_files(paths.store) == expected
+    assert store_files(paths.store.path) == expected
 
 
 def test_missing_dask_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

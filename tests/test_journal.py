@@ -77,9 +77,9 @@ def _half_done(tmp_path: Path, a: np.ndarray, tile_bytes: int) -> VolumePaths:
     st = settings_for(tmp_path, workers=2, tile_bytes=tile_bytes)
     paths = VolumePaths.for_ref(tmp_path / "data", REF)
     with Pipeline(st) as pipe:
-        [res] = pipe.run([VolumeJob(FailsPastZ(a, 32, paths.journal), REF)])
+        [res] = pipe.run([VolumeJob(FailsPastZ(a, 32, paths.journal.path), REF)])
     assert res.status.startswith("error: ")
-    done = paths.journal.read_text().splitlines()[1:]
+    done = paths.journal.path.read_text().splitlines()[1:]
     assert done, "no tile was journaled before the failure"
     return paths
 
@@ -87,14 +87,14 @@ def _half_done(tmp_path: Path, a: np.ndarray, tile_bytes: int) -> VolumePaths:
 def test_a_failed_volume_resumes_past_a_torn_line(tmp_path: Path) -> None:
     a = em_like((64, 64, 96), seed=2)
     paths = _half_done(tmp_path, a, 32 << 10)
-    journaled = [json.loads(line) for line in paths.journal.read_text().splitlines()[1:]]
-    with paths.journal.open("a", encoding="utf-8") as fh:
+    journaled = [json.loads(line) for line in paths.journal.path.read_text().splitlines()[1:]]
+    with paths.journal.path.open("a", encoding="utf-8") as fh:
         fh.write('{"l": 0, "t": [9')
     good = RecordingSource(a)
     with Pipeline(settings_for(tmp_path, workers=1, tile_bytes=32 << 10)) as pipe:
         [res] = pipe.run([VolumeJob(good, REF)])
     assert res.status == "complete", res.status
-    np.testing.assert_array_equal(zarr.open_group(paths.store)["s0"][:], a)
+    np.testing.assert_array_equal(zarr.open_group(paths.store.path)["s0"][:], a)
     assert res.record.sha256 is not None
     # the journaled level-0 tiles were not read again for writing (only by the digest)
     fresh = RecordingSource(a)
@@ -113,7 +113,7 @@ def test_a_changed_plan_starts_the_volume_over(tmp_path: Path) -> None:
     with Pipeline(settings_for(tmp_path, workers=1, tile_bytes=16 << 10)) as pipe:
         [res] = pipe.run([VolumeJob(good, REF)])
     assert res.status == "complete", res.status
-    np.testing.assert_array_equal(zarr.open_group(paths.store)["s0"][:], a)
+    np.testing.assert_array_equal(zarr.open_group(paths.store.path)["s0"][:], a)
     fresh = RecordingSource(a)
     with Pipeline(settings_for(tmp_path / "fresh", workers=1, tile_bytes=16 << 10)) as pipe:
         pipe.run([VolumeJob(fresh, REF)])

@@ -89,7 +89,7 @@ def test_a_second_run_waits_with_a_message_while_the_volume_is_held(tmp_path: Pa
 
     settings = load_settings(environ={}, overrides={"storage": {"data_root": str(data)}})
     (ref,) = create_source("local", settings).discover([str(path)])
-    lock = volume_lock_path(data, VolumePaths.for_ref(data, ref).record)
+    lock = volume_lock_path(data, VolumePaths.for_ref(data, ref).record.path)
     holder = start(_HOLD, str(lock))
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"

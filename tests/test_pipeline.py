@@ -312,24 +312,24 @@ def test_sigkill_then_rerun_resumes_without_rewriting_finished_tiles(tmp_path: P
     paths = VolumePaths.for_ref(tmp_path / "data", ref)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _journal_lines(paths.journal) < 8 and proc.poll() is None:
+    while _journal_lines(paths.journal.path) < 8 and proc.poll() is None:
         assert time.monotonic() < deadline, "ingest never started writing tiles"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
-    assert json.loads(paths.record.read_text())["status"] == "saving-data"
-    done = _journal_lines(paths.journal)
+    assert json.loads(paths.record.path.read_text())["status"] == "saving-data"
+    done = _journal_lines(paths.journal.path)
     assert done >= 8
     # The first tile in C order covers z 0:32, y 0:32 and all of x: its chunk files must survive.
-    first = sorted((paths.store / "s0" / "c" / "0" / "0").iterdir())
+    first = sorted((paths.store.path / "s0" / "c" / "0" / "0").iterdir())
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first}
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stderr
     after = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in first}
     assert after == before
-    resumed = read_record(paths.record)
+    resumed = read_record(paths.record.path)
     fresh_settings = settings_for(tmp_path / "fresh")
     fresh_settings.storage.chunk_shape = (16, 16, 16)
     fresh_settings.pipeline.tile_bytes = 256 << 10
@@ -337,8 +337,8 @@ def test_sigkill_then_rerun_resumes_without_rewriting_finished_tiles(tmp_path: P
     assert resumed.status == "complete"
     assert resumed.sha256 == fresh.record.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
     assert resumed.statistics == fresh.record.statistics
-    np.testing.assert_array_equal(zarr.open_group(paths.store)["s0"][:], a)
-    np.testing.assert_array_equal(zarr.open_group(paths.store)["s1"][:], downsample_mean2(a))
+    np.testing.assert_array_equal(zarr.open_group(paths.store.path)["s0"][:], a)
+    np.testing.assert_array_equal(zarr.open_group(paths.store.path)["s1"][:], downsample_mean2(a))
 
 
 def test_labels_image_attaches_to_its_volume_with_mode_pyramid(tmp_path: Path) -> None:

@@ -12,21 +12,25 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from emingest.errors import ConfigError
+from emingest.storage import DataRoot, LocalRoot, S3Config, S3Root, parse_s3_url
 from emingest.transports.settings import TransportSettings
 
 ENV_PREFIX = "EMINGEST_"
+S3Url = Annotated[str, StringConstraints(pattern=r"^s3://[^/]+(/.*)?$")]
+"""An S3 data root, ``s3://bucket/prefix``."""
 MiB = 1 << 20
 
 
@@ -37,8 +41,24 @@ class _Section(BaseModel):
 class StorageSettings(_Section):
     """Where and how volumes are written."""
 
-    data_root: Path = Field(
-        Path("data"), description="Root folder of <source>/<id>/<name>.ome.zarr"
+    data_root: Path | S3Url = Field(
+        Path("data"),
+        description="Root of <source>/<id>/<name>.ome.zarr: a folder, or s3://bucket/prefix",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3 endpoint of an s3:// data root (MinIO, Ceph...); None: AWS, or the "
+        "AWS_ENDPOINT_URL variable",
+    )
+    s3_region: str = Field("us-east-1", description="Region of an s3:// data root")
+    s3_anonymous: bool = Field(
+        False, description="Unsigned requests to an s3:// data root (public, read-mostly)"
+    )
+    work_dir: Path | None = Field(
+        None,
+        description="Local folder for what cannot live in a bucket (locks, logs, the SQLite "
+        "catalog, download cache, faiss files) when data_root is s3://; None: "
+        "~/.cache/emingest/s3/<bucket>/<prefix>",
     )
     chunk_shape: tuple[int, int, int] = Field((128, 128, 128), description="Chunk shape, z y x")
     shard_shape: tuple[int, int, int] | None = Field(
@@ -56,6 +76,34 @@ class StorageSettings(_Section):
         "None: until a whole level fits one chunk (docs/pyramid.md)",
     )
     keep_raw: bool = Field(True, description="Keep downloaded originals after conversion")
+
+    def root(self) -> DataRoot:
+        """The data root: outputs (stores, records, journals, embeddings) go through it."""
+        if isinstance(self.data_root, Path):
+            return LocalRoot(self.data_root)
+        config = S3Config(self.s3_endpoint_url, self.s3_region, self.s3_anonymous)
+        return S3Root(self.data_root, config)
+
+    @property
+    def local_root(self) -> Path:
+        """The local folder of machine-local state (locks, logs, caches, SQLite, faiss files):
+        the data root itself when it is a folder, else ``work_dir``."""
+        if isinstance(self.data_root, Path):
+            return self.data_root
+        if self.work_dir is not None:
+            return self.work_dir
+        bucket, prefix = parse_s3_url(self.data_root)
+        return Path.home() / ".cache" / "emingest" / "s3" / bucket / prefix
+
+    @field_validator("data_root", mode="before")
+    @classmethod
+    def _data_root(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("s3://"):
+            parse_s3_url(v)  # a clear error for s3:// alone or a '..' in the prefix
+            return v.rstrip("/")
+        if isinstance(v, str) and "://" in v:
+            raise ValueError(f"{v!r}: a data root is a folder or s3://bucket/prefix")
+        return Path(v) if isinstance(v, str) else v
 
     @field_validator("chunk_shape", "shard_shape")
     @classmethod
@@ -262,7 +310,7 @@ class Settings(_Section):
     def log_dir(self) -> Path:
         """Where logs go: ``logging.log_dir``, or ``<data_root>/logs`` when unset."""
         configured = self.logging.log_dir
-        return configured if configured is not None else self.storage.data_root / "logs"
+        return configured if configured is not None else self.storage.local_root / "logs"
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,6 +363,11 @@ def load_settings(
             raise ConfigError(f"{config_file}: not valid TOML: {err}") from err
     merged = deep_merge(merged, env_overrides(os.environ if environ is None else environ))
     merged = deep_merge(merged, overrides or {})
+    endpoint = (environ if environ is not None else os.environ).get("AWS_ENDPOINT_URL")
+    storage = merged.get("storage")
+    if endpoint and isinstance(storage, dict) and not storage.get("s3_endpoint_url"):
+        # the standard variable of AWS's SDKs; tensorstore's s3 kvstore does not read it
+        merged["storage"] = {**storage, "s3_endpoint_url": endpoint}
     try:
         return Settings.model_validate(merged)
     except ValidationError as err:

@@ -190,7 +190,7 @@ def run_space_warnings(settings: Any) -> list[str]:
     """Before a run: the data root and the download cache against ``limits.min_free_bytes``.
     What each volume needs is known only once it is described (EPFL's only metadata is the
     file itself), so each volume is checked again then (:func:`warn_if_short_of_space`)."""
-    root = Path(settings.storage.data_root)
+    root = Path(settings.storage.local_root)  # a bucket's own space is not ours to check
     folders = [root, Path(settings.transport.cache_dir or root / ".cache")]
     return space_warnings([(f, 0) for f in folders], floor_bytes=settings.limits.min_free_bytes)
 

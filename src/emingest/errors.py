@@ -77,6 +77,11 @@ class LocalStorageError(EmingestError, OSError):
         self.errno = errno
 
 
+class DataRootError(EmingestError, OSError):
+    """An object-storage data root (``s3://``) refused a read, write, listing or delete after
+    the client's retries: the message names the object and the server's answer."""
+
+
 class RequestError(EmingestError, ValueError):
     """A request (HTTP, SDK call) asks for something invalid: bad region, unknown level."""
 

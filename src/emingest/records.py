@@ -20,6 +20,7 @@ from emingest._version import __version__
 from emingest.atomic import atomic_write_text
 from emingest.errors import ConversionError
 from emingest.statistics import VoxelStatistics
+from emingest.storage import DataRoot, Location, as_location, is_s3_url
 
 RECORD_SCHEMA_VERSION = "1"
 STATUS_SAVING = "saving-data"
@@ -48,6 +49,22 @@ class LocalPaths(BaseModel):
             raw=[root_relative(p, data_root) for p in raw] if raw else None,
         )
 
+    @classmethod
+    def of_volume(
+        cls, store: Location, record: Location, raw: list[Path] | None = None
+    ) -> LocalPaths:
+        """The paths of a volume written below a data root: keys relative to it (a folder or
+        an S3 prefix alike); downloaded originals, always on this machine, relative to a
+        local data root or absolute."""
+        local = store.root.local_path
+        return cls(
+            volume=store.key,
+            metadata=record.key,
+            raw=[root_relative(p, local) if local else str(Path(p).absolute()) for p in raw]
+            if raw
+            else None,
+        )
+
 
 def root_relative(path: Path | str, data_root: Path | str) -> str:
     """``path`` relative to ``data_root`` when inside it, else absolute (POSIX separators)."""
@@ -67,6 +84,14 @@ def resolve_in_root(value: str, data_root: Path | str) -> Path:
     ``data_root`` (records written before paths became relative hold absolute ones)."""
     p = Path(value)
     return p if p.is_absolute() else Path(data_root) / p
+
+
+def locate_in_root(value: str, data_root: DataRoot) -> Location:
+    """A path of ``local_paths`` as a :class:`Location`: relative ones are below the data root
+    (a folder or an S3 prefix); absolute paths and ``s3://`` URLs stand for themselves."""
+    if is_s3_url(value) or Path(value).is_absolute():
+        return as_location(value)
+    return data_root.location(value)
 
 
 class ScaleLevel(BaseModel):
@@ -139,13 +164,22 @@ def error_status(message: str) -> str:
     return f"error: {first_line}"
 
 
-def write_record(path: Path, record: VolumeRecord) -> None:
-    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+def write_record(path: Path | Location, record: VolumeRecord) -> None:
+    """Write the sidecar whole (temp file + rename on a disk, one PUT on S3)."""
+    text = record.model_dump_json(indent=2) + "\n"
+    if isinstance(path, Location):
+        path.write_text(text)
+    else:
+        atomic_write_text(path, text)
 
 
-def read_record(path: Path) -> VolumeRecord:
+def read_record(path: Path | Location) -> VolumeRecord:
     try:
-        return VolumeRecord.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        if isinstance(path, Location):
+            text = path.read_text()
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+        return VolumeRecord.model_validate_json(text)
     except (OSError, ValidationError, ValueError) as err:
         raise ConversionError(f"{path}: unreadable metadata record: {err}") from err
 

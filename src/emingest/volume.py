@@ -304,7 +304,10 @@ def local_settings(
         overrides = {"storage": {"data_root": str(data_root)}} if data_root is not None else {}
         return load_settings(overrides=overrides)
     if data_root is not None:
-        storage = settings.storage.model_copy(update={"data_root": Path(data_root)})
+        # validated, so an s3:// URL stays a URL (model_copy would skip the validator)
+        storage = type(settings.storage).model_validate(
+            {**settings.storage.model_dump(), "data_root": str(data_root)}
+        )
         return settings.model_copy(update={"storage": storage})
     return settings
 

@@ -271,10 +271,10 @@ def test_dvid_pipeline_end_to_end(fe: FlyEMReplica, faults: Any, tmp_path: Path)
     assert result.status == "complete", result.status
     expected = fe.expected(BOX_SLICES)
     paths = VolumePaths.for_ref(settings.storage.data_root, ref)
-    group = zarr.open_group(paths.store, mode="r")
+    group = zarr.open_group(paths.store.path, mode="r")
     np.testing.assert_array_equal(group["s0"][:], expected)
     Image.from_zarr(group)
-    record = read_record(paths.record)
+    record = read_record(paths.record.path)
     assert record.sha256 == sha256(expected)
     assert record.voxel_size_nm == [8.0, 8.0, 8.0]
     assert record.additional_metadata["box_zyx"] == [[5, 150], [10, 256], [33, 288]]
@@ -292,12 +292,12 @@ def test_precomputed_jpeg_and_raw_scales(fe: FlyEMReplica, faults: Any, tmp_path
     jpeg_result, raw_result = run_pipeline(settings, [jpeg, raw])
     assert jpeg_result.status == "complete" and raw_result.status == "complete"
     root = settings.storage.data_root
-    got = zarr.open_group(VolumePaths.for_ref(root, jpeg).store, mode="r")["s0"][:]
+    got = zarr.open_group(VolumePaths.for_ref(root, jpeg).store.path, mode="r")["s0"][:]
     error = np.abs(got.astype(np.int16) - fe.expected(BOX_SLICES)).mean()
     assert error < 4  # JPEG is lossy (quality 95 in the replica)
-    got = zarr.open_group(VolumePaths.for_ref(root, raw).store, mode="r")["s0"][:]
+    got = zarr.open_group(VolumePaths.for_ref(root, raw).store.path, mode="r")["s0"][:]
     np.testing.assert_array_equal(got, fe.expected_scale(2)[3:50, 1:64, 7:72])  # raw: exact
-    record = read_record(VolumePaths.for_ref(root, raw).record)
+    record = read_record(VolumePaths.for_ref(root, raw).record.path)
     assert record.additional_metadata["precomputed_info"]["scales"][2]["encoding"] == "raw"
     assert record.sha256 == sha256(fe.expected_scale(2)[3:50, 1:64, 7:72])
 
@@ -446,25 +446,25 @@ def test_killed_copy_resumes(fe: FlyEMReplica, faults: Any, tmp_path: Path) -> N
     deadline = time.monotonic() + 120
     # the replica says when the child is held; the child's journal says what it finished
     # before; kill it once both are seen (held, it cannot finish meanwhile)
-    while not ("hold" in faults.fired and _journal_lines(paths.journal) >= 1):
+    while not ("hold" in faults.fired and _journal_lines(paths.journal.path) >= 1):
         assert proc.poll() is None, "the copy ended before it was held"
         assert time.monotonic() < deadline, "the copy was never held with a tile written"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the held copy ended by itself"
-    done = _journal_lines(paths.journal)
-    assert done >= 1 and json.loads(paths.record.read_text())["status"] == "saving-data"
+    done = _journal_lines(paths.journal.path)
+    assert done >= 1 and json.loads(paths.record.path.read_text())["status"] == "saving-data"
     assert "hold" in faults.fired
     faults.clear()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and rerun.stdout.strip() == "complete", rerun.stderr
     expected = fe.expected((slice(10, 58), slice(20, 84), slice(30, 94)))
-    record = json.loads(paths.record.read_text())
+    record = json.loads(paths.record.path.read_text())
     assert record["status"] == "complete"
     assert record["sha256"] == sha256(expected)
-    assert not paths.journal.exists()
-    np.testing.assert_array_equal(zarr.open_group(paths.store, mode="r")["s0"][:], expected)
+    assert not paths.journal.path.exists()
+    np.testing.assert_array_equal(zarr.open_group(paths.store.path, mode="r")["s0"][:], expected)
 
 
 def _journal_lines(path: Path) -> int:

@@ -271,9 +271,9 @@ def test_pipeline_copies_the_crop_into_ome_zarr(oo: OpenOrganelleReplica, tmp_pa
     assert result.status == "complete", result.status
     record = result.record
     paths = VolumePaths.for_ref(settings.storage.data_root, refs[0])
-    assert paths.store.parent == tmp_path / "data" / "openorganelle" / oo.dataset
-    Image.from_zarr(zarr.open_group(paths.store, mode="r"))  # valid NGFF 0.5
-    group = zarr.open_group(paths.store, mode="r")
+    assert paths.store.path.parent == tmp_path / "data" / "openorganelle" / oo.dataset
+    Image.from_zarr(zarr.open_group(paths.store.path, mode="r"))  # valid NGFF 0.5
+    group = zarr.open_group(paths.store.path, mode="r")
     datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
     info = OpenOrganelleSource(settings).describe(refs[0])
     for k, (level, ds) in enumerate(zip(info.levels or [], datasets, strict=True)):
@@ -425,26 +425,26 @@ def test_killed_copy_resumes(oo: OpenOrganelleReplica, faults: Any, tmp_path: Pa
     deadline = time.monotonic() + 120
     # the replica says when the child is held; the child's journal says what it finished
     # before; kill it once both are seen (held, it cannot finish meanwhile)
-    while not (len(oo.request_log) > 9 and _journal_lines(paths.journal) >= 1):
+    while not (len(oo.request_log) > 9 and _journal_lines(paths.journal.path) >= 1):
         assert proc.poll() is None, "the copy ended before it was held"
         assert time.monotonic() < deadline, "the copy was never held with a tile written"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the held copy ended by itself"
-    done = _journal_lines(paths.journal)
-    assert done >= 1 and json.loads(paths.record.read_text())["status"] == "saving-data"
+    done = _journal_lines(paths.journal.path)
+    assert done >= 1 and json.loads(paths.record.path.read_text())["status"] == "saving-data"
     faults.clear()
     oo.clear_request_log()
     rerun = subprocess.run([*cmd], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and rerun.stdout.strip() == "complete", rerun.stderr
     # 16^3 tiles: 3*4*4 at s0, 2*2*2 at s1, 1 at s2, one chunk GET each; finished ones are skipped
     assert len(chunk_gets(oo)) <= 57 - done + 1
-    record = json.loads(paths.record.read_text())
+    record = json.loads(paths.record.path.read_text())
     assert record["status"] == "complete"
     assert record["sha256"] == sha256(crop_of(oo, 0, box))
-    assert not paths.journal.exists()
-    group = zarr.open_group(paths.store, mode="r")
+    assert not paths.journal.path.exists()
+    group = zarr.open_group(paths.store.path, mode="r")
     np.testing.assert_array_equal(group["s1"][:], crop_of(oo, 1, "0:24,0:32,0:32"))
 
 

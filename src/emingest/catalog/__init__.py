@@ -17,12 +17,14 @@ import json
 import logging
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from emingest.errors import CatalogError, EmingestError
-from emingest.layout import iter_sidecars
+from emingest import storage
+from emingest.errors import CatalogError, ConversionError, DataRootError, EmingestError
+from emingest.layout import iter_record_locations, iter_sidecars
 from emingest.records import STATUS_COMPLETE, STATUS_SAVING, VolumeRecord, read_record
 
 if TYPE_CHECKING:
@@ -196,8 +198,9 @@ class RecordSource(Protocol):
         ...
 
 
-DataRoot = Path | str | RecordSource
-"""What ``Catalog.sync`` reads records from: a local data root, or a :class:`RecordSource`."""
+DataRoot = Path | str | RecordSource | storage.DataRoot
+"""What ``Catalog.sync`` reads records from: a data root (a folder, ``s3://bucket/prefix`` or
+a :class:`emingest.storage.DataRoot`), or a :class:`RecordSource`."""
 
 
 class Catalog(Protocol):
@@ -235,22 +238,48 @@ class Catalog(Protocol):
 
 def read_sidecars(data_root: DataRoot) -> tuple[list[CatalogRow], SyncResult]:
     """Read and validate every sidecar; rows ordered by id, the last of duplicates winning."""
-    if not isinstance(data_root, Path | str):
+    if not isinstance(data_root, Path | str | storage.DataRoot):
         return data_root.read_rows()
+    root = storage.as_root(data_root)
     result = SyncResult()
     rows: dict[str, CatalogRow] = {}
-    for path in iter_sidecars(data_root):
-        try:
-            record = read_record(path)
-        except EmingestError as err:
-            result.skipped.append((str(path), str(err)))
+    if isinstance(root, storage.LocalRoot):
+        if not root.path.is_dir():
+            return [], result
+        locations = list(iter_record_locations(root))
+        read = [_read_located(loc) for loc in locations]
+    else:
+        locations = list(iter_record_locations(root))
+        # small objects, one GET each: many in flight (the client is per thread)
+        with ThreadPoolExecutor(16, thread_name_prefix="records") as pool:
+            read = list(pool.map(_read_located, locations))
+    for loc, got in zip(locations, read, strict=True):
+        path: Path | str = loc.path if loc.is_local else loc.url
+        if isinstance(got, EmingestError):
+            result.skipped.append((str(path), str(got)))
             continue
+        if got is None:  # deleted since the listing
+            continue
+        record = got
         row = CatalogRow.from_record(record, path)
         if row.id in rows:
             result.duplicates.append((row.id, str(path)))
         rows[row.id] = row
     result.indexed = len(rows)
     return [rows[k] for k in sorted(rows)], result
+
+
+def _read_located(location: storage.Location) -> VolumeRecord | EmingestError | None:
+    try:
+        return read_record(location)
+    except ConversionError as err:
+        if isinstance(err.__cause__, DataRootError):
+            raise err.__cause__ from err  # a sync must not drop a record it could not fetch
+        if isinstance(err.__cause__, FileNotFoundError):
+            return None
+        return err
+    except EmingestError as err:
+        return err
 
 
 # -- opening ---------------------------------------------------------------------------------
@@ -262,7 +291,7 @@ def catalog_db_path(settings: Settings) -> Path:
     configured = getattr(section, "db_path", None)
     if configured is not None:
         return Path(configured)
-    return Path(settings.storage.data_root) / DEFAULT_DB_NAME
+    return settings.storage.local_root / DEFAULT_DB_NAME
 
 
 def is_postgres_url(location: object) -> bool:
@@ -271,7 +300,7 @@ def is_postgres_url(location: object) -> bool:
 
 
 def open_catalog(
-    settings_or_path: Settings | Path | str, *, data_root: Path | str | None = None
+    settings_or_path: Settings | Path | str, *, data_root: DataRoot | None = None
 ) -> Catalog:
     """Open the catalog that ``settings`` name (``catalog.url``, else the SQLite file), the
     SQLite file at a path, or the PostgreSQL database at a ``postgresql://`` URL.
@@ -287,7 +316,7 @@ def open_catalog(
         return PostgresCatalog(str(settings_or_path), data_root=data_root)
     if isinstance(settings_or_path, Path | str):
         return SQLiteCatalog(Path(settings_or_path), data_root=data_root)
-    root = data_root if data_root is not None else settings_or_path.storage.data_root
+    root = data_root if data_root is not None else settings_or_path.storage.root()
     url = settings_or_path.catalog.url
     if url is not None:
         return open_catalog(url, data_root=root)
@@ -355,7 +384,9 @@ def find_records(
         overrides = {"storage": {"data_root": str(data_root)}} if data_root is not None else {}
         settings = load_settings(overrides=overrides)
     elif data_root is not None:
-        storage = settings.storage.model_copy(update={"data_root": Path(data_root)})
+        storage = type(settings.storage).model_validate(
+            {**settings.storage.model_dump(), "data_root": str(data_root)}
+        )
         settings = settings.model_copy(update={"storage": storage})
     with open_catalog(settings) as cat:
         return cat.query(CatalogFilters(**filters))

@@ -105,11 +105,11 @@ class PostgresCatalog:
     schema version) from the sidecars on open, as the SQLite catalog does for a missing file.
     """
 
-    def __init__(self, url: str, *, data_root: Path | str | None = None) -> None:
+    def __init__(self, url: str, *, data_root: DataRoot | None = None) -> None:
         self._psycopg = _psycopg()
         self.url = url
         self.where = redact_url(url)
-        self.data_root: DataRoot | None = Path(data_root) if data_root is not None else None
+        self.data_root: DataRoot | None = data_root
         self._conn: psycopg.Connection[Any] | None = None
         try:
             self._conn = self._psycopg.connect(url, connect_timeout=30, autocommit=True)
@@ -213,7 +213,7 @@ class PostgresCatalog:
 
     def sync(self, data_root: DataRoot) -> SyncResult:
         """Lock writers out, re-read every sidecar, replace the index; one transaction."""
-        self.data_root = Path(data_root) if isinstance(data_root, Path | str) else data_root
+        self.data_root = data_root
         with self._transaction() as cur:
             # EXCLUSIVE blocks writers (upserts wait, then land after) but never readers.
             cur.execute("LOCK TABLE emingest_records IN EXCLUSIVE MODE")

@@ -118,9 +118,9 @@ class SQLiteCatalog:
     outdated file is rebuilt from the sidecars under it.
     """
 
-    def __init__(self, db_path: Path | str, *, data_root: Path | str | None = None) -> None:
+    def __init__(self, db_path: Path | str, *, data_root: DataRoot | None = None) -> None:
         self.db_path = Path(db_path)
-        self.data_root: DataRoot | None = Path(data_root) if data_root is not None else None
+        self.data_root: DataRoot | None = data_root
         self._conn: sqlite3.Connection | None = None
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +270,7 @@ class SQLiteCatalog:
 
     def sync(self, data_root: DataRoot) -> SyncResult:
         """Re-read every sidecar and replace the index with them in one transaction."""
-        self.data_root = Path(data_root) if isinstance(data_root, Path | str) else data_root
+        self.data_root = data_root
         rows: list[CatalogRow] | None = None
         try:
             with self._transaction() as conn:

@@ -43,11 +43,11 @@ DbOpt = Annotated[
 ]
 
 
-def _settings(config: Path | None, data_root: Path | None) -> Settings:
+def _settings(config: Path | None, data_root: str | None) -> Settings:
     return settings_from_flags(config, data_root=data_root)
 
 
-def _nothing_there(config: Path | None, data_root: Path | None, db: str | None) -> bool:
+def _nothing_there(config: Path | None, data_root: str | None, db: str | None) -> bool:
     """No catalog file and no data root to rebuild one from: a reading command has nothing to
     read, and must not create a database as a side effect. A PostgreSQL catalog is a server:
     always asked."""
@@ -59,7 +59,7 @@ def _nothing_there(config: Path | None, data_root: Path | None, db: str | None) 
 
 
 @contextmanager
-def _catalog(config: Path | None, data_root: Path | None, db: str | None) -> Iterator[Catalog]:
+def _catalog(config: Path | None, data_root: str | None, db: str | None) -> Iterator[Catalog]:
     settings = _settings(config, data_root)
     try:
         catalog = (

@@ -20,7 +20,10 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=False)
 ]
 DataRootOpt = Annotated[
-    Path | None, typer.Option("--data-root", help="Output root [storage.data_root]")
+    str | None,
+    typer.Option(
+        "--data-root", help="Output root, a folder or s3://bucket/prefix [storage.data_root]"
+    ),
 ]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", "-j", help="Region tasks at once [pipeline.workers]")
@@ -92,7 +95,7 @@ JsonOpt = Annotated[
 
 
 def flag_overrides(
-    data_root: Path | None = None,
+    data_root: str | None = None,
     keep_raw: bool | None = None,
     workers: int | None = None,
     chunk: Sequence[int] | None = None,

@@ -14,7 +14,7 @@ from emingest.errors import EmingestError
 def serve_settings(
     config: Path | None,
     *,
-    data_root: Path | None = None,
+    data_root: str | None = None,
     host: str | None = None,
     port: int | None = None,
     token: str | None = None,
@@ -56,7 +56,11 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--config", "-c", help="TOML settings file")
         ] = None,
         data_root: Annotated[
-            Path | None, typer.Option("--data-root", help="Data to serve [storage.data_root]")
+            str | None,
+            typer.Option(
+                "--data-root",
+                help="Data to serve, a folder or s3://bucket/prefix [storage.data_root]",
+            ),
         ] = None,
         host: Annotated[
             str | None, typer.Option(help="Address to bind [serve.host: 127.0.0.1]")

@@ -16,7 +16,10 @@ vectors_app = typer.Typer(help="The vector index of patch embeddings.", no_args_
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file")]
 DataRootOpt = Annotated[
-    Path | None, typer.Option("--data-root", help="Output root [storage.data_root]")
+    str | None,
+    typer.Option(
+        "--data-root", help="Output root, a folder or s3://bucket/prefix [storage.data_root]"
+    ),
 ]
 ModelOpt = Annotated[
     list[str] | None,
@@ -33,7 +36,7 @@ def _fail(err: EmingestError) -> typer.Exit:
     return typer.Exit(2 if isinstance(err, ConfigError) else 1)
 
 
-def _embed_settings(config: Path | None, data_root: Path | None, **embed: Any) -> Settings:
+def _embed_settings(config: Path | None, data_root: str | None, **embed: Any) -> Settings:
     overrides: dict[str, Any] = {}
     if data_root is not None:
         overrides["storage"] = {"data_root": str(data_root)}

@@ -7,10 +7,8 @@ plain ``zarr.json`` written atomically by us; zarr-python and ome-zarr-models re
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,10 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from emingest.atomic import atomic_write_text
 from emingest.errors import ConversionError
 from emingest.omezarr.metadata import AXES, Level, multiscales_attrs
 from emingest.regions import format_region
+from emingest.storage import Location, as_location
 
 
 def _codecs(zstd_level: int, chunk_shape: Sequence[int], shard_shape: Sequence[int] | None):
@@ -48,11 +46,12 @@ def _codecs(zstd_level: int, chunk_shape: Sequence[int], shard_shape: Sequence[i
 
 
 class OmeZarrWriter:
-    """Creates (or reopens) the image at ``path`` and writes regions of its levels."""
+    """Creates (or reopens) the image at ``path`` (a folder, or a :class:`Location` below
+    any data root, S3 included) and writes regions of its levels."""
 
     def __init__(
         self,
-        path: Path,
+        path: Path | Location,
         *,
         name: str,
         levels: Sequence[Level],
@@ -65,7 +64,8 @@ class OmeZarrWriter:
         label: bool = False,
         unit: str | None = "nanometer",
     ) -> None:
-        self.path = Path(path)
+        self.location = as_location(path)
+        self.path = path
         self.name = name
         self.levels = list(levels)
         self.dtype = np.dtype(dtype).newbyteorder("=")
@@ -79,6 +79,7 @@ class OmeZarrWriter:
             {
                 "data_copy_concurrency": {"limit": max(1, os.cpu_count() or 1)},
                 "file_io_concurrency": {"limit": io_concurrency},
+                "s3_request_concurrency": {"limit": io_concurrency},
                 # No chunk cache: we write each chunk once, whole; caching would only hold memory.
                 "cache_pool": {"total_bytes_limit": 0},
             }
@@ -94,7 +95,7 @@ class OmeZarrWriter:
         grid, codecs = _codecs(self.zstd_level, self.chunk_shape, self.shard_shape)
         return {
             "driver": "zarr3",
-            "kvstore": {"driver": "file", "path": str(self.path / level.path) + "/"},
+            "kvstore": (self.location / level.path).kvstore(),
             "metadata": {
                 "shape": list(level.shape),
                 "data_type": self.dtype.name if self.dtype.name != "bool" else "bool",
@@ -112,7 +113,8 @@ class OmeZarrWriter:
         Raises :class:`ConversionError` when the folder cannot be written.
         """
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            if self.location.is_local:
+                self.location.path.mkdir(parents=True, exist_ok=True)
             group_meta = {
                 "zarr_format": 3,
                 "node_type": "group",
@@ -126,15 +128,17 @@ class OmeZarrWriter:
                     )
                 },
             }
-            atomic_write_text(self.path / "zarr.json", json.dumps(group_meta, indent=2))
+            (self.location / "zarr.json").write_text(json.dumps(group_meta, indent=2))
             if self.label:
-                register_label(self.path.parent, self.path.name)
+                register_label(self.location.parent, self.location.name)
             for i, level in enumerate(self.levels):
                 self._arrays[i] = ts.open(
                     self._array_spec(level), create=True, open=True, context=self._context
                 ).result()
         except (OSError, ValueError) as err:
-            raise ConversionError(f"cannot create OME-Zarr store at {self.path}: {err}") from err
+            raise ConversionError(
+                f"cannot create OME-Zarr store at {self.location}: {err}"
+            ) from err
 
     def array(self, level: int) -> ts.TensorStore:
         if level not in self._arrays:
@@ -149,7 +153,7 @@ class OmeZarrWriter:
             self.array(level)[tuple(region)].write(data).result()
         except ValueError as err:
             raise ConversionError(
-                f"writing {self.path}/{self.levels[level].path} at {format_region(region)} "
+                f"writing {self.location}/{self.levels[level].path} at {format_region(region)} "
                 f"failed: {err}"
             ) from err
 
@@ -157,48 +161,41 @@ class OmeZarrWriter:
         return np.asarray(self.array(level)[tuple(region)].read().result())
 
 
-def store_size_bytes(path: Path, *, exclude: tuple[str, ...] = ("labels",)) -> int:
-    """Bytes of every file under ``path`` (what ``du --apparent-size`` counts), without the
-    attached labels images (``exclude``), which are volumes of their own."""
-    total = 0
-    for root, dirs, files in os.walk(path):
-        if root == str(path):
-            dirs[:] = [d for d in dirs if d not in exclude]
-        for f in files:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(os.path.join(root, f)).st_size
-    return total
+def store_size_bytes(path: Path | Location, *, exclude: tuple[str, ...] = ("labels",)) -> int:
+    """Bytes of every file or object under ``path`` (what ``du --apparent-size`` counts),
+    without the attached labels images (``exclude``), which are volumes of their own."""
+    return sum(
+        size for key, size in as_location(path).walk() if key.split("/", 1)[0] not in exclude
+    )
 
 
-def register_label(labels_group: Path, name: str) -> None:
+def register_label(labels_group: Path | Location, name: str) -> None:
     """Add ``name`` to the ``labels`` group's list (NGFF 0.5), creating the group if needed."""
-    meta_path = labels_group / "zarr.json"
+    group = as_location(labels_group)
+    meta_path = group / "zarr.json"
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(meta_path.read_text())
     except (FileNotFoundError, ValueError):
         meta = {"zarr_format": 3, "node_type": "group", "attributes": {}}
     ome = meta.setdefault("attributes", {}).setdefault("ome", {"version": "0.5", "labels": []})
     if name not in ome.setdefault("labels", []):
         ome["labels"].append(name)
     ome.setdefault("version", "0.5")
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    meta_path.write_text(json.dumps(meta, indent=2))
     # The parent image must exist as a group for the hierarchy to open before it is written.
-    parent = labels_group.parent / "zarr.json"
+    parent = group.parent / "zarr.json"
     if not parent.exists():
-        atomic_write_text(
-            parent, json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}})
-        )
+        parent.write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
 
 
-def remove_store(path: Path, *, keep: tuple[str, ...] = ("labels",)) -> None:
+def remove_store(path: Path | Location, *, keep: tuple[str, ...] = ("labels",)) -> None:
     """Delete an image's arrays and metadata; labels attached to it (``keep``) survive, as
     they are separate volumes with their own records."""
-    if not path.exists():
-        return
-    for child in path.iterdir():
-        if child.name in keep:
-            continue
-        if child.is_dir():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+    store = as_location(path)
+    folders, files = store.list_dir()
+    for name in folders:
+        if name not in keep:
+            (store / name).delete_tree()
+    for name in files:
+        if name not in keep:
+            (store / name).unlink()

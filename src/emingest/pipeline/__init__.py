@@ -64,6 +64,7 @@ from emingest.records import (
     write_record,
 )
 from emingest.sources.base import Source, VolumeInfo, VolumeReader, VolumeRef
+from emingest.storage import Location
 from emingest.voxel_size import checked_voxel_size, plausible_voxel_size
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ STATUS_INTERRUPTED = "interrupted"
 class VolumeResult:
     ref: VolumeRef
     status: str
-    record_path: Path
+    record_path: Path | str
+    """The record's file, or its ``s3://`` URL on an S3 data root."""
     record: VolumeRecord | None = None
     seconds: float = 0.0
     error: BaseException | None = field(default=None, repr=False)
@@ -147,21 +149,22 @@ class Pipeline:
 
     def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         """One volume, under its lock: a second run of it waits, then finds it complete."""
-        paths = VolumePaths.for_ref(self.settings.storage.data_root, job.ref, job.labels_of)
-        lock = volume_lock_path(self.settings.storage.data_root, paths.record)
+        st = self.settings.storage
+        paths = VolumePaths.for_ref(st.root(), job.ref, job.labels_of)
+        # locks are of this machine: under the local data root, or the work_dir of a bucket
+        lock = volume_lock_path(st.local_root, st.local_root / paths.record.key)
         with held(lock, what=f"{job.ref.source}/{job.ref.source_id}/{job.ref.name}"):
             return self._ingest(job, force=force)
 
     def _ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         ref = job.ref
-        root = self.settings.storage.data_root
-        paths = VolumePaths.for_ref(root, ref, job.labels_of)
+        paths = VolumePaths.for_ref(self.settings.storage.root(), ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
         if self.stop.is_set():
-            return VolumeResult(ref, STATUS_INTERRUPTED, paths.record)
+            return VolumeResult(ref, STATUS_INTERRUPTED, _shown(paths.record))
         known: VolumeInfo | None = None
         note = ""
-        if not force and paths.record.exists() and paths.store.exists():
+        if not force and paths.record.exists() and (paths.store / "zarr.json").exists():
             try:
                 existing = read_record(paths.record)
             except ConversionError:
@@ -170,7 +173,7 @@ class Pipeline:
                 check = check_source(job.source, ref, existing.source_fingerprint)
                 if check.unchanged:
                     log.info("%s: already complete, skipped (use --force to redo)", label)
-                    return VolumeResult(ref, "skipped", paths.record, existing)
+                    return VolumeResult(ref, "skipped", _shown(paths.record), existing)
                 log.warning("%s: %s; ingesting it again", label, check.change)
                 known, note = check.info, check.change
         t0 = time.monotonic()
@@ -191,7 +194,7 @@ class Pipeline:
                 name=ref.name,
                 description=info.description,
                 download_url=info.download_url,
-                local_paths=LocalPaths.in_root(root, paths.store, paths.record),
+                local_paths=LocalPaths.of_volume(paths.store, paths.record),
                 timestamp=utc_now(),
                 voxel_size_nm=list(voxel) if voxel else None,
                 voxel_size_origin=origin,
@@ -200,7 +203,8 @@ class Pipeline:
             )
             record.additional_metadata.update(_labels_note(job.labels_of))
             self._save(paths, record)  # phase 1: before any voxel is written
-            warn_if_short_of_space(paths.folder, info.nbytes, label)
+            if paths.folder.is_local:
+                warn_if_short_of_space(paths.folder.path, info.nbytes, label)
             reader = job.source.open(ref)
             try:
                 _check_reader(reader, info, label)
@@ -221,23 +225,23 @@ class Pipeline:
             if not self.settings.storage.keep_raw:
                 _drop_raw(info.raw_paths)
             raw = [p for p in info.raw_paths if p.exists()]
-            record.local_paths = LocalPaths.in_root(root, paths.store, paths.record, raw)
+            record.local_paths = LocalPaths.of_volume(paths.store, paths.record, raw)
             record.files = [FileDigest.model_validate(f) for f in info.files]
             record.ingest_seconds = round(time.monotonic() - t0, 3)
             record.status = STATUS_COMPLETE
             record.timestamp = utc_now()
             self._save(paths, record)  # phase 2
-            paths.journal.unlink(missing_ok=True)
+            paths.journal.unlink()
             rate = (record.nbytes or 0) / max(record.ingest_seconds, 1e-9) / 1e6
             log.info("%s: complete, shape %s, %.1f MB/s", label, record.volume_shape, rate)
             self.progress.finish(label, STATUS_COMPLETE)
             return VolumeResult(
-                ref, STATUS_COMPLETE, paths.record, record, time.monotonic() - t0, note=note
+                ref, STATUS_COMPLETE, _shown(paths.record), record, time.monotonic() - t0, note=note
             )
         except RunInterrupted:
             log.warning("%s: interrupted; the same command resumes it", label)
             self.progress.finish(label, STATUS_INTERRUPTED)
-            return VolumeResult(ref, STATUS_INTERRUPTED, paths.record, record)
+            return VolumeResult(ref, STATUS_INTERRUPTED, _shown(paths.record), record)
         except Exception as err:
             status = error_status(failure_message(err))  # a full disk: "no space left ..."
             if not isinstance(err, EmingestError | OSError):
@@ -245,15 +249,17 @@ class Pipeline:
             else:
                 log.error("%s: %s", label, status)
             self.progress.finish(label, "error")
-            saved = _write_error_record(paths, ref, record, status, self.settings.storage.data_root)
+            saved = _write_error_record(paths, ref, record, status)
             if saved is not None:
-                index_record(self.settings, paths.record, saved)
-            return VolumeResult(ref, status, paths.record, record, time.monotonic() - t0, err)
+                index_record(self.settings, _shown(paths.record), saved)
+            return VolumeResult(
+                ref, status, _shown(paths.record), record, time.monotonic() - t0, err
+            )
 
     def _save(self, paths: VolumePaths, record: VolumeRecord) -> None:
         """Write the sidecar (the source of truth), then index it in the catalog."""
         write_record(paths.record, record)
-        index_record(self.settings, paths.record, record)
+        index_record(self.settings, _shown(paths.record), record)
 
     def _write_volume(
         self,
@@ -312,7 +318,7 @@ class Pipeline:
             budget=budget,
             is_label=is_label,
         )
-        resuming = not force and paths.store.exists() and journal.load()
+        resuming = not force and (paths.store / "zarr.json").exists() and journal.load()
         if not resuming:
             remove_store(paths.store)
             journal.start_fresh()
@@ -346,6 +352,11 @@ class Pipeline:
         record.nbytes = info.nbytes
         record.file_size_bytes = store_size_bytes(paths.store)
         record.statistics = stats
+
+
+def _shown(location: Location) -> Path | str:
+    """A location as the user knows it: a path on this machine, else its URL."""
+    return location.path if location.is_local else location.url
 
 
 def _drop_raw(paths: Sequence[Path]) -> None:
@@ -393,7 +404,6 @@ def _write_error_record(
     ref: VolumeRef,
     record: VolumeRecord | None,
     status: str,
-    data_root: Path,
 ) -> VolumeRecord | None:
     """Mark the volume failed; a record is started here if describe itself failed."""
     if record is None:
@@ -402,7 +412,7 @@ def _write_error_record(
             source=ref.source,
             source_id=ref.source_id,
             name=ref.name,
-            local_paths=LocalPaths.in_root(data_root, paths.store, paths.record),
+            local_paths=LocalPaths.of_volume(paths.store, paths.record),
             timestamp=utc_now(),
             voxel_size_nm=None,
             download_url=ref.locator,
@@ -412,7 +422,11 @@ def _write_error_record(
     try:
         write_record(paths.record, record)
     except OSError as err:
-        if storage_cause(err) is not None and write_record_in_place(paths.record, record):
+        if (
+            paths.record.is_local
+            and storage_cause(err) is not None
+            and write_record_in_place(paths.record.path, record)
+        ):
             log.warning("%s: disk full; the error record was written in place", paths.record)
             return record
         log.error("%s: this record could not be updated (%s): %s", paths.record, status, err)

@@ -23,6 +23,7 @@ from emingest.errors import ConversionError
 from emingest.omezarr.metadata import Level
 from emingest.omezarr.pyramid import downsample_mean, downsample_mode
 from emingest.omezarr.writer import OmeZarrWriter
+from emingest.storage import Location
 from emingest.regions import coarser_region, finer_region, format_region
 from emingest.sources.base import Region, VolumeReader, VolumeRef
 
@@ -49,7 +50,9 @@ class ReaderSpec:
 class WriterSpec:
     """How a worker opens the output store (its arrays exist: the driver created them)."""
 
-    path: Path
+    path: Location
+    """The store below its data root (a folder or an S3 prefix): picklable, so a Dask
+    worker writes where the driver planned."""
     name: str
     levels: tuple[Level, ...]
     dtype: str

@@ -182,7 +182,7 @@ class EmpiarSource(Source):
         self.settings = settings
         self.options: EmpiarSettings = source_settings(settings, self.name, EmpiarSettings)  # type: ignore[assignment]
         self._cache_root = self.options.cache_dir or default_cache_dir(
-            settings.storage.data_root, self.name, self.options.transport
+            settings.storage.local_root, self.name, self.options.transport
         )
         self._layout = "EMPIAR-{}"
         self.net = EmpiarNet(self.options.transport, self._cache_root)

@@ -99,7 +99,7 @@ class EpflSource(Source):
         self.options: EpflSettings = source_settings(settings, self.name, EpflSettings)  # type: ignore[assignment]
         transport = self.options.transport
         self.downloader = Downloader(
-            transport, default_cache_dir(settings.storage.data_root, self.name, transport)
+            transport, default_cache_dir(settings.storage.local_root, self.name, transport)
         )
 
     def close(self) -> None:

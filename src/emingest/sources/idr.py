@@ -152,7 +152,7 @@ class IdrSource(Source):
         self.options: IdrSettings = source_settings(settings, self.name, IdrSettings)  # type: ignore[assignment]
         transport = self.options.transport
         self.downloader = Downloader(
-            transport, default_cache_dir(settings.storage.data_root, self.name, transport)
+            transport, default_cache_dir(settings.storage.local_root, self.name, transport)
         )
         self.http = self.downloader.http
         self._described: dict[VolumeRef, VolumeInfo] = {}
