@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from emingest.testing.openorganelle import S3Replica
 from emingest.testing.postgres import PostgresServer, postgres_server
+from emingest.testing.s3_root import CREDENTIALS, S3DataRoot
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +41,19 @@ def postgres_url(pg_server: PostgresServer) -> Iterator[str]:
     url = pg_server.create_database()
     yield url
     pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Replica]:
+    """moto's S3 server (one per session; each test gets its own bucket)."""
+    with S3Replica() as replica:
+        yield replica
+
+
+@pytest.fixture
+def s3_root(s3_server: S3Replica, monkeypatch: pytest.MonkeyPatch) -> S3DataRoot:
+    """A private bucket as an ``s3://`` data root, with the credentials in the environment."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    return S3DataRoot.create(s3_server)
