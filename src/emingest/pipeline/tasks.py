@@ -13,7 +13,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,9 +22,9 @@ from emingest.errors import ConversionError
 from emingest.omezarr.metadata import Level
 from emingest.omezarr.pyramid import downsample_mean, downsample_mode
 from emingest.omezarr.writer import OmeZarrWriter
-from emingest.storage import Location
 from emingest.regions import coarser_region, finer_region, format_region
 from emingest.sources.base import Region, VolumeReader, VolumeRef
+from emingest.storage import Location
 
 Downsample = Callable[[np.ndarray, Sequence[int]], np.ndarray]
 """A pyramid step: (block, per-axis factor) -> the block one level coarser."""
