@@ -304,3 +304,43 @@ def test_dask_executor_without_the_extra_is_refused_naming_it(
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'emingest\[dask\]'"):
         load_settings(environ={"EMINGEST_PIPELINE__EXECUTOR": "dask"})
+
+
+def test_an_s3_data_root_keeps_its_url_and_takes_the_standard_endpoint_variable() -> None:
+    s = load_settings(
+        environ={"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_ACCESS_KEY_ID": "k"},
+        overrides={"storage": {"data_root": "s3://bucket/some/prefix/"}},
+    )
+    assert s.storage.data_root == "s3://bucket/some/prefix"
+    root = s.storage.root()
+    assert root.url == "s3://bucket/some/prefix" and not root.is_local
+    assert root.kvstore("a.ome.zarr/s0") == {
+        "driver": "s3",
+        "bucket": "bucket",
+        "path": "some/prefix/a.ome.zarr/s0/",
+        "aws_region": "us-east-1",
+        "endpoint": "http://minio:9000",
+        "aws_credentials": {"type": "environment"},
+    }
+    # what cannot live in a bucket goes to a local work folder
+    assert s.storage.local_root == Path.home() / ".cache/emingest/s3/bucket/some/prefix"
+    assert s.log_dir == s.storage.local_root / "logs"
+    # an explicit endpoint wins over the variable
+    s2 = load_settings(
+        environ={"AWS_ENDPOINT_URL": "http://minio:9000"},
+        overrides={"storage": {"data_root": "s3://b", "s3_endpoint_url": "http://other:1"}},
+    )
+    assert s2.storage.root().kvstore("x")["endpoint"] == "http://other:1"
+    assert s2.storage.root().kvstore("x")["path"] == "x/"
+
+
+@pytest.mark.parametrize("bad", ["s3://", "s3://b/../x", "ftp://host/x", "gs://bucket/x"])
+def test_a_data_root_url_that_is_not_s3_is_a_config_error(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(environ={}, overrides={"storage": {"data_root": bad}})
+
+
+def test_a_local_data_root_is_still_a_path() -> None:
+    s = load_settings(environ={"AWS_ENDPOINT_URL": "http://x"}, overrides={})
+    assert s.storage.data_root == Path("data") and s.storage.local_root == Path("data")
+    assert s.storage.root().local_path == Path("data")

@@ -54,6 +54,15 @@ class StorageSettings(_Section):
     s3_anonymous: bool = Field(
         False, description="Unsigned requests to an s3:// data root (public, read-mostly)"
     )
+    s3_credentials: Literal["default", "environment"] = Field(
+        "default",
+        description="Where the voxel writer (tensorstore's s3 driver) finds credentials: the "
+        "whole AWS chain (environment, profile files, instance metadata) or the AWS_* "
+        "variables only; set to environment when AWS_ACCESS_KEY_ID is set",
+    )
+    s3_max_attempts: int = Field(
+        6, ge=1, description="Attempts per request to an s3:// data root (boto3 standard retries)"
+    )
     work_dir: Path | None = Field(
         None,
         description="Local folder for what cannot live in a bucket (locks, logs, the SQLite "
@@ -81,7 +90,13 @@ class StorageSettings(_Section):
         """The data root: outputs (stores, records, journals, embeddings) go through it."""
         if isinstance(self.data_root, Path):
             return LocalRoot(self.data_root)
-        config = S3Config(self.s3_endpoint_url, self.s3_region, self.s3_anonymous)
+        config = S3Config(
+            self.s3_endpoint_url,
+            self.s3_region,
+            anonymous=self.s3_anonymous,
+            credentials=self.s3_credentials,
+            max_attempts=self.s3_max_attempts,
+        )
         return S3Root(self.data_root, config)
 
     @property
@@ -134,6 +149,12 @@ class PipelineSettings(_Section):
         description="Largest region one task reads at once; peak memory ~ workers x 3 x this",
     )
     concurrent_volumes: int = Field(2, ge=1, description="Volumes ingested at the same time")
+    journal_checkpoint_s: float = Field(
+        2.0,
+        ge=0,
+        description="On an s3:// data root, the resume journal is saved at most this often (a "
+        "kill redoes the tiles since); a local journal is appended per tile",
+    )
     executor: Literal["threads", "dask"] = Field(
         "threads",
         description="'threads' (this process) or 'dask' (a Dask cluster; pip install "
@@ -363,11 +384,16 @@ def load_settings(
             raise ConfigError(f"{config_file}: not valid TOML: {err}") from err
     merged = deep_merge(merged, env_overrides(os.environ if environ is None else environ))
     merged = deep_merge(merged, overrides or {})
-    endpoint = (environ if environ is not None else os.environ).get("AWS_ENDPOINT_URL")
+    env = environ if environ is not None else os.environ
     storage = merged.get("storage")
-    if endpoint and isinstance(storage, dict) and not storage.get("s3_endpoint_url"):
-        # the standard variable of AWS's SDKs; tensorstore's s3 kvstore does not read it
-        merged["storage"] = {**storage, "s3_endpoint_url": endpoint}
+    if isinstance(storage, dict):
+        # the standard variables of AWS's SDKs: tensorstore's s3 kvstore does not read
+        # AWS_ENDPOINT_URL, and with keys in the environment it need not probe profile files
+        if env.get("AWS_ENDPOINT_URL") and not storage.get("s3_endpoint_url"):
+            storage = {**storage, "s3_endpoint_url": env["AWS_ENDPOINT_URL"]}
+        if env.get("AWS_ACCESS_KEY_ID") and "s3_credentials" not in storage:
+            storage = {**storage, "s3_credentials": "environment"}
+        merged["storage"] = storage
     try:
         return Settings.model_validate(merged)
     except ValidationError as err:

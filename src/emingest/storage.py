@@ -207,6 +207,9 @@ class S3Config:
     endpoint_url: str | None = None
     region: str = "us-east-1"
     anonymous: bool = False
+    credentials: str = "default"
+    """tensorstore's credential source: ``default`` (the AWS chain) or ``environment``."""
+    max_attempts: int = 6
 
 
 class S3Root(DataRoot):
@@ -258,6 +261,8 @@ class S3Root(DataRoot):
             spec["endpoint"] = self.config.endpoint_url
         if self.config.anonymous:
             spec["aws_credentials"] = {"type": "anonymous"}
+        elif self.config.credentials == "environment":
+            spec["aws_credentials"] = {"type": "environment"}
         return spec
 
     @property
@@ -390,7 +395,7 @@ def _boto3_client(config: S3Config) -> Any:
             "an s3:// data root needs boto3; install it with: pip install 'emingest[s3]'"
         ) from err
     options: dict[str, Any] = {
-        "retries": {"mode": "standard", "max_attempts": 6},
+        "retries": {"mode": "standard", "max_attempts": config.max_attempts},
         "connect_timeout": 10,
         "read_timeout": 60,
     }
@@ -417,6 +422,11 @@ def _is_missing(err: Exception) -> bool:
 
 
 def _describe(err: Exception) -> str:
+    if type(err).__name__ == "NoCredentialsError":
+        return (
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a "
+            "profile), or storage.s3_anonymous = true for a public bucket"
+        )
     code = _error_code(err)
     text = " ".join(str(err).split())[:300]
     return f"{code}: {text}" if code and code not in text else text

@@ -162,23 +162,24 @@ class Pipeline:
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
         if self.stop.is_set():
             return VolumeResult(ref, STATUS_INTERRUPTED, _shown(paths.record))
-        known: VolumeInfo | None = None
-        note = ""
-        if not force and paths.record.exists() and (paths.store / "zarr.json").exists():
-            try:
-                existing = read_record(paths.record)
-            except ConversionError:
-                existing = None
-            if existing is not None and existing.is_complete:
-                check = check_source(job.source, ref, existing.source_fingerprint)
-                if check.unchanged:
-                    log.info("%s: already complete, skipped (use --force to redo)", label)
-                    return VolumeResult(ref, "skipped", _shown(paths.record), existing)
-                log.warning("%s: %s; ingesting it again", label, check.change)
-                known, note = check.info, check.change
         t0 = time.monotonic()
         record: VolumeRecord | None = None
+        known: VolumeInfo | None = None
+        note = ""
         try:
+            # inside the try: an unreachable bucket fails this volume, not the run
+            if not force and paths.record.exists() and (paths.store / "zarr.json").exists():
+                try:
+                    existing = read_record(paths.record)
+                except ConversionError:
+                    existing = None
+                if existing is not None and existing.is_complete:
+                    check = check_source(job.source, ref, existing.source_fingerprint)
+                    if check.unchanged:
+                        log.info("%s: already complete, skipped (use --force to redo)", label)
+                        return VolumeResult(ref, "skipped", _shown(paths.record), existing)
+                    log.warning("%s: %s; ingesting it again", label, check.change)
+                    known, note = check.info, check.change
             if self.regions.remote:
                 _check_openable_by_name(ref, label)
             info = known or job.source.describe(ref)
@@ -306,7 +307,9 @@ class Pipeline:
             "tile_bytes": budget,
             "source": info.fingerprint,  # a changed source never resumes old tiles
         }
-        journal = TileJournal(paths.journal, journal_plan)
+        journal = TileJournal(
+            paths.journal, journal_plan, checkpoint_s=self.settings.pipeline.journal_checkpoint_s
+        )
         plan = VolumePlan(
             # new per ingest: a worker never reuses a reader opened on an older file
             key=f"{paths.store}:{uuid.uuid4().hex}",

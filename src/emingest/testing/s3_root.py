@@ -53,6 +53,7 @@ class S3DataRoot:
         return {
             "data_root": self.url,
             "s3_endpoint_url": self.endpoint_url,
+            "s3_credentials": "environment",
             "work_dir": str(work_dir),
         }
 
