@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emingest.config import load_settings
+from emingest.storage import S3Root
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -67,6 +70,7 @@ def test_compose_has_the_scaled_deployment(compose: dict) -> None:
 def test_emingest_services_share_one_image_and_settings(compose: dict) -> None:
     services = compose["services"]
     ours = ["scheduler", "worker", "api", "ingest"]
+    bucket_command = " ".join(services["minio-bucket"]["command"])
     for name in ours:
         service = services[name]
         assert service["image"] == "emingest:latest", name
@@ -78,6 +82,15 @@ def test_emingest_services_share_one_image_and_settings(compose: dict) -> None:
         ), name
         assert env["EMINGEST_PIPELINE__SCHEDULER"] == "tcp://scheduler:8786", name
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+        # the environment is valid emingest settings, and the data root is the bucket that
+        # minio-bucket creates, reached at MinIO with the credentials in the environment
+        settings = load_settings(environ={k: str(v) for k, v in env.items()})
+        root = settings.storage.root()
+        assert isinstance(root, S3Root) and root.bucket in bucket_command, name
+        assert root.kvstore("x")["endpoint"] == "http://minio:9000", name
+        assert root.kvstore("x")["aws_credentials"] == {"type": "environment"}, name
+        assert settings.storage.local_root == Path("/work"), name
+        assert any(v.split(":")[:2] == ["work", "/work"] for v in service["volumes"]), name
     pg = services["postgres"]["environment"]
     assert (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]) == ("emingest",) * 3
     assert (
