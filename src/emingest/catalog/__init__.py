@@ -93,7 +93,7 @@ class CatalogRow:
             file_size_bytes=record.file_size_bytes,
             sha256=record.sha256,
             description=record.description,
-            record_path=str(Path(path).resolve()),
+            record_path=str(path) if storage.is_s3_url(path) else str(Path(path).resolve()),
             timestamp=record.timestamp,
             record=json.loads(record.model_dump_json()),
         )
