@@ -87,3 +87,18 @@ def test_keys_never_leave_the_root(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             root.location("a") / key
     assert as_location(tmp_path / "a" / "b").parent.parent.path == tmp_path
+
+
+def test_both_roots_answer_sizes_and_byte_ranges_alike(tmp_path: Path, s3_root: S3DataRoot) -> None:
+    for root in _roots(tmp_path, s3_root):
+        root.write("s.ome.zarr/c/0", bytes(range(200)))
+        assert root.size("s.ome.zarr/c/0") == 200
+        assert root.size("s.ome.zarr/c") is None  # a folder is no object
+        assert root.size("s.ome.zarr/c/1") is None
+        loc = root.location("s.ome.zarr/c/0")
+        assert loc.size() == 200
+        assert loc.read_range(10, 20) == bytes(range(10, 20))
+        assert loc.read_range(190, 200) == bytes(range(190, 200))
+        with pytest.raises(FileNotFoundError):
+            root.read_range("s.ome.zarr/c/1", 0, 1)
+        root.delete_tree("s.ome.zarr")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -92,6 +93,15 @@ class DataRoot(ABC):
         """The object's bytes, or None when there is none."""
 
     @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is none (a folder is none)."""
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, stop: int) -> bytes:
+        """Bytes ``start:stop`` of an object whose size is known (0 <= start < stop <= size);
+        ``FileNotFoundError`` when it is gone."""
+
+    @abstractmethod
     def write(self, key: str, data: bytes) -> None:
         """Write the whole object atomically (a reader sees the old bytes or the new)."""
 
@@ -157,6 +167,18 @@ class LocalRoot(DataRoot):
             return self.file(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+
+    def size(self, key: str) -> int | None:
+        try:
+            st = self.file(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def read_range(self, key: str, start: int, stop: int) -> bytes:
+        with self.file(key).open("rb") as fh:
+            fh.seek(start)
+            return fh.read(stop - start)
 
     def write(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self.file(key), data)
@@ -286,6 +308,28 @@ class S3Root(DataRoot):
         except Exception as err:
             if _is_missing(err):
                 return None
+            raise DataRootError(f"reading {self.url_of(key)}: {_describe(err)}") from err
+
+    def size(self, key: str) -> int | None:
+        if not key:
+            return None
+        try:
+            answer = self._client.head_object(Bucket=self.bucket, Key=self.key(key))
+        except Exception as err:
+            if _is_missing(err):
+                return None
+            raise DataRootError(f"reading {self.url_of(key)}: {_describe(err)}") from err
+        return int(answer["ContentLength"])
+
+    def read_range(self, key: str, start: int, stop: int) -> bytes:
+        try:
+            answer = self._client.get_object(
+                Bucket=self.bucket, Key=self.key(key), Range=f"bytes={start}-{stop - 1}"
+            )
+            return bytes(answer["Body"].read())
+        except Exception as err:
+            if _is_missing(err):
+                raise FileNotFoundError(f"{self.url_of(key)}: no such object") from err
             raise DataRootError(f"reading {self.url_of(key)}: {_describe(err)}") from err
 
     def write(self, key: str, data: bytes) -> None:
@@ -476,6 +520,12 @@ class Location:
 
     def read_text(self) -> str:
         return self.read_bytes().decode("utf-8")
+
+    def size(self) -> int | None:
+        return self.root.size(self.key)
+
+    def read_range(self, start: int, stop: int) -> bytes:
+        return self.root.read_range(self.key, start, stop)
 
     def write_bytes(self, data: bytes) -> None:
         self.root.write(self.key, data)

@@ -24,6 +24,7 @@ from emingest.records import VolumeRecord
 if TYPE_CHECKING:
     from emingest.catalog import CatalogRow
     from emingest.config import Settings
+    from emingest.storage import DataRoot, Location
 
 RegionLike = Sequence[int | slice | None] | None
 """Up to three items, z y x: an int picks one index (the axis is kept, length 1), a slice a
@@ -100,24 +101,75 @@ def normalize_region(region: RegionLike, shape: Sequence[int]) -> tuple[slice, s
     return out[0], out[1], out[2]
 
 
-def store_path(row: CatalogRow) -> Path:
-    """Where a record's OME-Zarr store is: beside its sidecar (a labels image inside its
-    image's ``labels/`` group), else what the record says."""
-    from emingest.layout import safe_component
+def record_location(
+    record_path: str, settings: Settings | None = None, *, data_root: DataRoot | None = None
+) -> Location:
+    """Where a record's sidecar is: a file on this machine, or an object of a bucket.
 
-    folder = Path(row.record_path).parent
+    An ``s3://`` URL below the S3 data root (``data_root``, else the settings') is read through
+    that root (its endpoint and credentials); any other ``s3://`` URL through the settings'
+    S3 options (``storage.s3_endpoint_url``, ``s3_region``, ``s3_anonymous``; AWS defaults
+    without settings)."""
+    from emingest.storage import S3Config, S3Root, as_location, is_s3_url, parse_s3_url
+
+    if not is_s3_url(record_path):
+        return as_location(record_path)
+    config = S3Config()
+    root = data_root
+    if root is None and settings is not None:
+        root = settings.storage.root()
+    if isinstance(root, S3Root) and record_path.startswith(root.url + "/"):
+        return root.location(record_path[len(root.url) + 1 :])
+    if isinstance(root, S3Root):
+        config = root.config
+    elif settings is not None:
+        storage = settings.storage
+        config = S3Config(storage.s3_endpoint_url, storage.s3_region, storage.s3_anonymous)
+    bucket, key = parse_s3_url(record_path)
+    return S3Root(f"s3://{bucket}", config).location(key)
+
+
+def store_location(
+    row: CatalogRow,
+    settings: Settings | None = None,
+    *,
+    data_root: DataRoot | None = None,
+    probe: bool = True,
+) -> Location:
+    """Where a record's OME-Zarr store is: beside its sidecar (a labels image inside its
+    image's ``labels/`` group), else what the record's ``local_paths.volume`` says (relative
+    to the data root the sidecar sits in). A folder or a bucket alike; ``probe=False`` takes
+    the store beside the sidecar without asking whether it is there."""
+    from emingest.layout import safe_component
+    from emingest.storage import is_s3_url
+
+    record = record_location(row.record_path, settings, data_root=data_root)
+    folder = record.parent
     labels_of = (row.record.get("additional_metadata") or {}).get("labels_of")
     if isinstance(labels_of, str) and "/" in labels_of:
         image = labels_of.rsplit("/", 1)[1]
         derived = folder / f"{safe_component(image)}.ome.zarr" / "labels" / safe_component(row.name)
     else:
         derived = folder / f"{safe_component(row.name)}.ome.zarr"
-    if derived.exists():
+    if not probe or derived.exists():
         return derived
-    recorded = Path(row.record["local_paths"]["volume"])
-    if not recorded.is_absolute():
-        recorded = folder / recorded
+    volume = (row.record.get("local_paths") or {}).get("volume")
+    if not isinstance(volume, str) or not volume:
+        return derived
+    # <data_root>/<source>/<source_id>/<name>.json: the data root is two folders up
+    try:
+        if is_s3_url(volume) or Path(volume).is_absolute():
+            recorded = record_location(volume, settings, data_root=data_root)
+        else:
+            recorded = folder.parent.parent / volume
+    except ValueError:  # a '..' in a hand-edited record
+        return derived
     return recorded if recorded.exists() else derived
+
+
+def store_path(row: CatalogRow) -> Path:
+    """:func:`store_location` of a record on this machine, as a path."""
+    return store_location(row).path
 
 
 def _optional(module: str, extra: str) -> Any:
@@ -206,7 +258,12 @@ class Volume(VolumeBase):
     tensorstore straight from the OME-Zarr store."""
 
     def __init__(
-        self, row: CatalogRow, settings: Settings | None = None, *, context: Any = None
+        self,
+        row: CatalogRow,
+        settings: Settings | None = None,
+        *,
+        context: Any = None,
+        data_root: DataRoot | None = None,
     ) -> None:
         self.row = row
         self.context = context
@@ -215,7 +272,8 @@ class Volume(VolumeBase):
         self.settings = settings
         self.record = VolumeRecord.model_validate(row.record)
         self.levels = levels_of(self.record)
-        self.store = store_path(row)
+        self.store: Location = store_location(row, settings, data_root=data_root)
+        """The OME-Zarr store: a folder on this machine or a prefix of a bucket."""
         self._arrays: dict[int, Any] = {}
         self._lock: threading.Lock | None = threading.Lock()
 
@@ -240,16 +298,16 @@ class Volume(VolumeBase):
             if arr is None:
                 import tensorstore as ts
 
-                path = self.store / info.path
+                where = self.store / info.path
                 try:
                     arr = ts.open(
-                        {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}},
+                        {"driver": "zarr3", "kvstore": where.kvstore()},
                         open=True,
                         read=True,
                         context=self.context,
                     ).result()
                 except ValueError as err:
-                    raise EntryNotFoundError(f"{self.id}: cannot open {path}: {err}") from err
+                    raise EntryNotFoundError(f"{self.id}: cannot open {where}: {err}") from err
                 self._arrays[level] = arr
         return arr
 

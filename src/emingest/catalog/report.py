@@ -7,7 +7,8 @@ records, schema validation and expected-versus-collected keys, per source. Keys 
 ``additional_metadata`` (what each archive said) are reported apart from the common fields.
 
 The source of a sidecar is the folder it sits in (``<data_root>/<source>/…``), so a file that
-cannot be parsed is still counted where it belongs.
+cannot be parsed is still counted where it belongs. The data root is a folder or an ``s3://``
+prefix (:class:`emingest.storage.DataRoot`); on a bucket the sidecars are fetched many at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from pydantic import ValidationError
 
 from emingest.atomic import atomic_write_text
 from emingest.catalog import status_group
-from emingest.layout import iter_sidecars
-from emingest.records import STATUS_COMPLETE, VolumeRecord, resolve_in_root, utc_now
+from emingest.errors import DataRootError
+from emingest.layout import iter_record_locations
+from emingest.records import STATUS_COMPLETE, VolumeRecord, locate_in_root, utc_now
+from emingest.storage import DataRoot, LocalRoot, Location, as_root
 
 RATIO_DIGITS = 4
 STATUS_GROUPS = ("complete", "in-progress", "error", "unknown")
@@ -43,37 +46,60 @@ def required_keys() -> list[str]:
 
 @dataclass
 class _Sidecar:
-    path: Path
+    path: str
     source: str
     data: dict[str, Any]
 
 
-def _load(paths: Iterable[Path], root: Path) -> tuple[list[_Sidecar], list[dict[str, str]]]:
+def _shown(location: Location) -> str:
+    """A sidecar as the user knows it: a path on this machine, else its URL."""
+    return str(location.path) if location.is_local else location.url
+
+
+def _fetch(location: Location) -> bytes | Exception:
+    try:
+        return location.read_bytes()
+    except (OSError, DataRootError) as err:
+        return err
+
+
+def _load(locations: list[Location], root: DataRoot) -> tuple[list[_Sidecar], list[dict[str, str]]]:
     good: list[_Sidecar] = []
     bad: list[dict[str, str]] = []
-    for path in paths:
-        source = path.relative_to(root).parts[0]
+    if isinstance(root, LocalRoot):
+        bodies = [_fetch(loc) for loc in locations]
+    else:  # small objects, one GET each: many in flight (the client is per thread)
+        with ThreadPoolExecutor(16, thread_name_prefix="report") as pool:
+            bodies = list(pool.map(_fetch, locations))
+    for location, body in zip(locations, bodies, strict=True):
+        path = _shown(location)
+        source = location.key.split("/", 1)[0]
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            bad.append(
-                {"path": str(path), "source": source, "error": f"{type(err).__name__}: {err}"}
-            )
+            if isinstance(body, Exception):
+                raise body
+            data = json.loads(body.decode("utf-8"))
+        except (OSError, DataRootError, UnicodeDecodeError, ValueError) as err:
+            bad.append({"path": path, "source": source, "error": f"{type(err).__name__}: {err}"})
             continue
         if not isinstance(data, dict):
             kind = type(data).__name__
-            bad.append({"path": str(path), "source": source, "error": f"not a JSON object: {kind}"})
+            bad.append({"path": path, "source": source, "error": f"not a JSON object: {kind}"})
             continue
         good.append(_Sidecar(path, source, data))
     return good, bad
 
 
-def _volume_path(data: dict[str, Any], root: Path) -> Path | None:
+def _volume_location(data: dict[str, Any], root: DataRoot) -> Location | None:
     """The record's OME-Zarr image, resolved against the data root (records hold paths
     relative to it)."""
     paths = data.get("local_paths")
     volume = paths.get("volume") if isinstance(paths, dict) else None
-    return resolve_in_root(volume, root) if isinstance(volume, str) and volume else None
+    if not isinstance(volume, str) or not volume:
+        return None
+    try:
+        return locate_in_root(volume, root)
+    except ValueError:  # a '..' in a hand-edited record: nothing there to check
+        return None
 
 
 def _ratios(counts: Counter[str], total: int) -> dict[str, float]:
@@ -96,13 +122,16 @@ def _validate(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     return [], []
 
 
-def build_report(data_root: Path | str) -> dict[str, Any]:
-    """The report as a JSON-able dict. Never raises for a bad sidecar: it is listed instead."""
-    root = Path(data_root)
-    paths = list(iter_sidecars(root))
-    sidecars, unreadable = _load(paths, root)
+def build_report(data_root: DataRoot | Path | str) -> dict[str, Any]:
+    """The report as a JSON-able dict. Never raises for a bad sidecar: it is listed instead.
 
-    total_files: Counter[str] = Counter(p.relative_to(root).parts[0] for p in paths)
+    ``data_root``: a folder, an ``s3://`` URL (default S3 settings) or a
+    :class:`~emingest.storage.DataRoot` (``settings.storage.root()``)."""
+    root = as_root(data_root)
+    locations = list(iter_record_locations(root))
+    sidecars, unreadable = _load(locations, root)
+
+    total_files: Counter[str] = Counter(loc.key.split("/", 1)[0] for loc in locations)
     by_source: dict[str, list[_Sidecar]] = defaultdict(list)
     for s in sidecars:
         by_source[s.source].append(s)
@@ -144,9 +173,9 @@ def build_report(data_root: Path | str) -> dict[str, Any]:
                 errors[source].append({"path": str(s.path), "status": str(status)})
             if status == STATUS_COMPLETE:
                 complete_extra.update(extra.keys())
-                volume = _volume_path(s.data, root)
+                volume = _volume_location(s.data, root)
                 if volume is not None and not volume.exists():
-                    missing_volumes[source].append({"path": str(s.path), "volume": str(volume)})
+                    missing_volumes[source].append({"path": s.path, "volume": str(volume)})
             missing, problems = _validate(s.data)
             missing_required.update(missing)
             if problems:
@@ -178,7 +207,7 @@ def build_report(data_root: Path | str) -> dict[str, Any]:
 
     return {
         "generated_at": utc_now(),
-        "data_root": str(root),
+        "data_root": root.url,
         "record_schema": {"expected_keys": expected, "required_keys": required_keys()},
         # -- the structure the old metadata catalog had -----------------------------------
         "distinct_keys": sorted(distinct),
@@ -240,14 +269,23 @@ def summary_text(report: dict[str, Any]) -> str:
 
 
 def write_report(
-    report: dict[str, Any], out_dir: Path | str, *, stamp: str | None = None
-) -> tuple[Path, Path]:
-    """Write ``metadata_catalog_<YYYYmmdd_HHMMSS>.json`` and its ``.log``; return both paths."""
-    out = Path(out_dir)
+    report: dict[str, Any], out_dir: Path | str | Location, *, stamp: str | None = None
+) -> tuple[Path | Location, Path | Location]:
+    """Write ``metadata_catalog_<YYYYmmdd_HHMMSS>.json`` and its ``.log``; return both.
+
+    ``out_dir`` is a local folder (the files are paths), or a :class:`Location` of a data
+    root (``settings.storage.root().location()``: on a bucket, two objects)."""
     stem = f"metadata_catalog_{stamp or time.strftime('%Y%m%d_%H%M%S')}"
+    body, text = json.dumps(report, indent=2) + "\n", summary_text(report)
+    if isinstance(out_dir, Location) and not out_dir.is_local:
+        json_at, log_at = out_dir / f"{stem}.json", out_dir / f"{stem}.log"
+        json_at.write_text(body)
+        log_at.write_text(text)
+        return json_at, log_at
+    out = out_dir.path if isinstance(out_dir, Location) else Path(out_dir)
     json_path, log_path = out / f"{stem}.json", out / f"{stem}.log"
-    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(log_path, summary_text(report))
+    atomic_write_text(json_path, body)
+    atomic_write_text(log_path, text)
     return json_path, log_path
 
 

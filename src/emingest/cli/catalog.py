@@ -30,6 +30,7 @@ from emingest.cli.app import new_app
 from emingest.cli.options import ConfigOpt, DataRootOpt, settings_from_flags
 from emingest.config import Settings
 from emingest.errors import ConfigError, EmingestError
+from emingest.storage import LocalRoot
 
 catalog_app = new_app("Query the catalog of ingested volumes, rebuild it, report on the records.")
 
@@ -55,7 +56,15 @@ def _nothing_there(config: Path | None, data_root: str | None, db: str | None) -
     if (db is not None and is_postgres_url(db)) or settings.catalog.url:
         return False
     path = Path(db) if db is not None else catalog_db_path(settings)
-    return not path.exists() and not Path(settings.storage.data_root).is_dir()
+    if path.exists():
+        return False
+    root = settings.storage.root()
+    if isinstance(root, LocalRoot):
+        return not root.path.is_dir()
+    try:
+        return not root.exists("")  # a bucket prefix with no object in it
+    except EmingestError:
+        return False  # opening the catalog reports why the bucket cannot be read
 
 
 @contextmanager
@@ -63,7 +72,7 @@ def _catalog(config: Path | None, data_root: str | None, db: str | None) -> Iter
     settings = _settings(config, data_root)
     try:
         catalog = (
-            open_catalog(db, data_root=settings.storage.data_root)
+            open_catalog(db, data_root=settings.storage.root())
             if db is not None
             else open_catalog(settings)  # catalog.url (PostgreSQL) or the SQLite file
         )
@@ -94,7 +103,7 @@ def sync(
 ) -> None:
     """Rebuild the catalog from the record sidecars (the sidecars are the truth)."""
     settings = _settings(config, data_root)
-    root: DataRoot = settings.storage.data_root
+    root: DataRoot = settings.storage.root()  # a folder, or s3:// signed with AWS credentials
     if from_url is not None:
         from emingest.catalog.s3_records import S3Records
 
@@ -275,6 +284,7 @@ def show(
 ) -> None:
     """Print one record in full (its sidecar; the indexed copy when the sidecar is gone)."""
     row = None
+    settings = _settings(config, data_root)
     if not _nothing_there(config, data_root, db):
         with _catalog(config, data_root, db) as catalog:
             row = catalog.get(record_id)
@@ -285,9 +295,11 @@ def show(
             err=True,
         )
         raise typer.Exit(1)
+    from emingest.volume import record_location
+
     try:
-        record: Any = json.loads(Path(row.record_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        record: Any = json.loads(record_location(row.record_path, settings).read_text())
+    except (OSError, ValueError, EmingestError) as err:
         typer.echo(f"emingest: {row.record_path}: {err}; showing the indexed copy", err=True)
         record = row.record
     typer.echo(json.dumps(record, indent=2))
@@ -296,7 +308,8 @@ def show(
 @catalog_app.command("report")
 def report(
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for the report [data root]")
+        Path | None,
+        typer.Option("--out", help="Local folder for the report [the data root, a bucket too]"),
     ] = None,
     config: ConfigOpt = None,
     data_root: DataRootOpt = None,
@@ -307,14 +320,15 @@ def report(
 
     del db  # the report reads the sidecars themselves; accepted for symmetry
     settings = _settings(config, data_root)
-    root = Path(settings.storage.data_root)
-    if not root.is_dir():
-        typer.echo(f"emingest: data root {root} does not exist", err=True)
-        raise typer.Exit(1)
-    data = build_report(root)
+    root = settings.storage.root()
     try:
-        json_path, log_path = write_report(data, out if out is not None else root)
-    except OSError as err:
+        if not (root.path.is_dir() if isinstance(root, LocalRoot) else root.exists("")):
+            typer.echo(f"emingest: data root {root} does not exist", err=True)
+            raise typer.Exit(1)
+        data = build_report(root)
+        # beside the records: in the folder, or as two objects of the bucket
+        json_path, log_path = write_report(data, out if out is not None else root.location())
+    except (OSError, EmingestError) as err:
         typer.echo(f"emingest: cannot write the report: {err}", err=True)
         raise typer.Exit(1) from err
     if sys.stdout.isatty():

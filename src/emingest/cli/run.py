@@ -194,11 +194,11 @@ def demo(
         code = run_and_summarise(
             settings, demo_datasets(settings), force=force, preflight_timeout_s=2.0
         )
-        data_root = settings.storage.data_root
+        data_root = settings.storage.root()
         with open_catalog(settings) as catalog:
             sync = catalog.sync(data_root)
         report = build_report(data_root)
-        json_path, _ = write_report(report, data_root)
+        json_path, _ = write_report(report, data_root.location())
         typer.echo(summary_text(report))
         skipped = f", {len(sync.skipped)} sidecars skipped" if sync.skipped else ""
         typer.echo(

@@ -118,7 +118,8 @@ class BodyLimit:
 
 
 def create_app(settings: Settings, *, start_jobs: bool = True) -> FastAPI:
-    """The emingest web application over ``settings.storage.data_root``.
+    """The emingest web application over ``settings.storage.data_root`` (a folder, or an
+    ``s3://`` prefix read through ``settings.storage.root()``).
 
     Off loopback the job endpoints need ``serve.token``; without one this refuses to build
     (a pipeline that anyone on the network could start writes to this disk).
@@ -148,6 +149,7 @@ def create_app(settings: Settings, *, start_jobs: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.jobs = jobs
     app.state.volumes = catalog_api.VolumeCache(settings)
+    app.state.data_root = app.state.volumes.data_root  # a folder or an s3:// prefix
 
     @app.exception_handler(EmingestError)
     async def _emingest_error(request: Request, err: EmingestError) -> JSONResponse:

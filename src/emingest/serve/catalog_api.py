@@ -20,9 +20,16 @@ from fastapi.responses import JSONResponse, Response
 
 from emingest.catalog import CatalogFilters, CatalogRow, open_catalog
 from emingest.config import Settings
-from emingest.errors import CatalogError, EntryNotFoundError, RequestError, RequestTooLargeError
+from emingest.errors import (
+    CatalogError,
+    EmingestError,
+    EntryNotFoundError,
+    RequestError,
+    RequestTooLargeError,
+)
 from emingest.imaging import contrast_window, encode_png, to_uint8
 from emingest.records import VolumeRecord
+from emingest.storage import DataRoot, LocalRoot
 from emingest.volume import Volume
 
 router = APIRouter(tags=["catalog and data"])
@@ -39,6 +46,8 @@ class VolumeCache:
         import tensorstore as ts
 
         self.settings = settings
+        self.data_root = settings.storage.root()
+        """One root for every volume: an S3 root keeps its clients between requests."""
         # One chunk cache for every volume, bounded by serve.chunk_cache_bytes: a viewer asks
         # for neighbouring planes and levels, which decode the same chunks again without it.
         self.context = ts.Context(
@@ -60,7 +69,7 @@ class VolumeCache:
         if hit is not None and hit[1].row.timestamp == row.timestamp:
             volume = hit[1]
         else:
-            volume = Volume(row, self.settings, context=self.context)
+            volume = Volume(row, self.settings, context=self.context, data_root=self.data_root)
         with self._lock:
             self._items[record_id] = (now, volume)
         return volume
@@ -87,8 +96,11 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def record_urls(row: CatalogRow, settings: Settings, base: str) -> dict[str, Any]:
+def record_urls(
+    row: CatalogRow, settings: Settings, base: str, root: DataRoot | None = None
+) -> dict[str, Any]:
     """Links of one record: its API, thumbnail, OME-Zarr store and a neuroglancer source."""
+    root = root if root is not None else settings.storage.root()
     rid = quote(row.id)
     out: dict[str, Any] = {
         "url": f"/api/records/{rid}",
@@ -98,15 +110,32 @@ def record_urls(row: CatalogRow, settings: Settings, base: str) -> dict[str, Any
         "neuroglancer_source": None,
     }
     if row.shape:
-        from emingest.volume import store_path
-
-        try:
-            rel = store_path(row).resolve().relative_to(Path(settings.storage.data_root).resolve())
-        except ValueError:
+        key = data_key_of(row, settings, root)
+        if key is None:
             return out
-        out["data_url"] = f"/data/{quote(rel.as_posix())}"
+        out["data_url"] = f"/data/{quote(key)}"
         out["neuroglancer_source"] = f"zarr3://{base.rstrip('/')}{out['data_url']}/"
     return out
+
+
+def data_key_of(row: CatalogRow, settings: Settings, root: DataRoot) -> str | None:
+    """The key of a record's store below the served data root (what ``/data/`` serves), or
+    None when it lies elsewhere. On a bucket the store beside the sidecar is trusted without
+    a listing per record (a page of records would cost a request each)."""
+    from emingest.volume import store_location
+
+    try:
+        store = store_location(row, settings, data_root=root, probe=root.is_local)
+    except (EmingestError, ValueError):
+        return None
+    if isinstance(root, LocalRoot):
+        if not store.is_local:
+            return None
+        try:
+            return store.path.resolve().relative_to(root.path.resolve()).as_posix()
+        except ValueError:
+            return None
+    return store.key if store.root == root else None
 
 
 def _shape(text: str | None, name: str) -> tuple[int, int, int] | None:
@@ -157,7 +186,7 @@ def list_records(
     items = [
         {
             **row.summary(),
-            **record_urls(row, settings, base),
+            **record_urls(row, settings, base, _volumes(request).data_root),
             **({"record": row.record} if full else {}),
         }
         for row in rows[offset : offset + limit]
@@ -237,9 +266,8 @@ def thumbnail(request: Request, record_id: str) -> Response:
     settings = _settings(request)
     volume = _volumes(request).get(record_id)
     size = settings.serve.thumbnail_px
-    cache_dir = (
-        settings.serve.cache_dir or Path(settings.storage.data_root) / ".cache" / "thumbnails"
-    )
+    # on this machine: beside the data in a folder, under storage.work_dir for a bucket
+    cache_dir = settings.serve.cache_dir or settings.storage.local_root / ".cache" / "thumbnails"
     key = hashlib.sha256(
         f"{volume.id}|{volume.record.timestamp}|{volume.record.sha256}|{size}".encode()
     ).hexdigest()[:32]
@@ -274,7 +302,7 @@ def get_record(request: Request, record_id: str) -> JSONResponse:
     window = contrast_window(VolumeRecord.model_validate(row.record)) if row.shape else None
     body = {
         **row.summary(),
-        **record_urls(row, settings, str(request.base_url)),
+        **record_urls(row, settings, str(request.base_url), _volumes(request).data_root),
         "levels": [lv.to_dict() for lv in levels_of(row.record)],
         "labels": labels,
         "contrast": list(window) if window else None,
@@ -287,4 +315,4 @@ def get_record(request: Request, record_id: str) -> JSONResponse:
 def report(request: Request) -> dict[str, Any]:
     from emingest.catalog.report import build_report
 
-    return build_report(_settings(request).storage.data_root)
+    return build_report(_volumes(request).data_root)

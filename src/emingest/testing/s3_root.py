@@ -83,4 +83,23 @@ class S3DataRoot:
         return bytes(client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
 
-__all__ = ["CREDENTIALS", "S3DataRoot"]
+@dataclass
+class S3Ingested:
+    """One small volume the real pipeline wrote into an :class:`S3DataRoot` (the read-back
+    tests of the SDK, the catalog and the server share it)."""
+
+    root: S3DataRoot
+    settings: Settings
+    array: Any
+    """The voxels, z y x (a numpy array)."""
+    id: str
+    record_url: str
+    store_key: str
+    """The store's key below the data root (``<source>/<source_id>/<name>.ome.zarr``)."""
+
+    def object(self, key: str) -> bytes:
+        """An object below the data root, read with boto3 (not through emingest)."""
+        return self.root.get(f"{self.root.prefix}/{key}")
+
+
+__all__ = ["CREDENTIALS", "S3DataRoot", "S3Ingested"]
