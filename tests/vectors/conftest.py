@@ -20,8 +20,9 @@ import tifffile
 from emingest.catalog import open_catalog
 from emingest.config import Settings, load_settings
 from emingest.pipeline import Pipeline, VolumeJob
-from emingest.records import resolve_in_root
+from emingest.records import locate_in_root
 from emingest.sources import create_source
+from emingest.storage import Location
 from emingest.testing.synthetic import textured_classes
 
 VOXEL_NM = 8.0
@@ -36,26 +37,32 @@ class Textured:
     """Class of every voxel of level 0."""
     tif: Path
     volume: np.ndarray
-    store: Path
+    store: Location
+    """The volume's OME-Zarr store (a folder, or a prefix of a bucket)."""
 
     def class_at(self, zyx: Any) -> int:
         return int(self.classes[int(zyx[0]), int(zyx[1]), int(zyx[2])])
 
 
+def settings_overrides(root: Path, **embed: Any) -> dict[str, Any]:
+    return {
+        "storage": {"data_root": str(root / "data"), "chunk_shape": [8, 64, 64]},
+        "pipeline": {"workers": 2, "tile_bytes": 256 << 10},
+        "logging": {"log_dir": str(root / "logs")},
+        "embed": {"slice_every": 2, **embed},
+    }
+
+
 def make_settings(root: Path, **embed: Any) -> Settings:
-    return load_settings(
-        environ={},
-        overrides={
-            "storage": {"data_root": str(root / "data"), "chunk_shape": [8, 64, 64]},
-            "pipeline": {"workers": 2, "tile_bytes": 256 << 10},
-            "logging": {"log_dir": str(root / "logs")},
-            "embed": {"slice_every": 2, **embed},
-        },
-    )
+    return load_settings(environ={}, overrides=settings_overrides(root, **embed))
 
 
-def ingest_textured(root: Path, name: str = "textured", seed: int = 7) -> Textured:
-    settings = make_settings(root)
+def ingest_textured(
+    root: Path, name: str = "textured", seed: int = 7, settings: Settings | None = None
+) -> Textured:
+    """The textured volume ingested below ``root`` (its data root, unless ``settings`` name
+    another, e.g. an s3:// one)."""
+    settings = settings or make_settings(root)
     volume, classes = textured_classes(SHAPE, seed=seed)
     tif = root / f"{name}.tif"
     tifffile.imwrite(tif, volume)
@@ -67,7 +74,7 @@ def ingest_textured(root: Path, name: str = "textured", seed: int = 7) -> Textur
     rec = result.record
     assert rec is not None
     rid = f"{rec.source}/{rec.source_id}/{rec.name}"
-    store = resolve_in_root(rec.local_paths.volume, settings.storage.data_root)
+    store = locate_in_root(rec.local_paths.volume, settings.storage.root())
     return Textured(settings, rid, classes, tif, volume, store)
 
 

@@ -30,16 +30,48 @@ WeightsOpt = Annotated[
     typer.Option("--weights", help="Weights file of a learned embedder [embed.weights]"),
 ]
 
+EmbedExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where blocks of patches are embedded: threads, or dask (extra 'dask') "
+        "[pipeline.executor]",
+        show_default=False,
+    ),
+]
+EmbedSchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="With --executor dask: local (a LocalCluster) or tcp://host:8786 [pipeline.scheduler]",
+        show_default=False,
+    ),
+]
+EmbedWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", "-j", help="Blocks at once (threads or Dask processes) [pipeline.workers]"
+    ),
+]
+
 
 def _fail(err: EmingestError) -> typer.Exit:
     typer.echo(f"emingest: {err}", err=True)
     return typer.Exit(2 if isinstance(err, ConfigError) else 1)
 
 
-def _embed_settings(config: Path | None, data_root: str | None, **embed: Any) -> Settings:
+def _embed_settings(
+    config: Path | None,
+    data_root: str | None,
+    pipeline: dict[str, Any] | None = None,
+    **embed: Any,
+) -> Settings:
     overrides: dict[str, Any] = {}
     if data_root is not None:
         overrides["storage"] = {"data_root": str(data_root)}
+    chosen_pipeline = {k: v for k, v in (pipeline or {}).items() if v is not None}
+    if chosen_pipeline:
+        overrides["pipeline"] = chosen_pipeline
     chosen = {k: (str(v) if isinstance(v, Path) else v) for k, v in embed.items() if v is not None}
     if chosen:
         overrides["embed"] = chosen
@@ -67,6 +99,9 @@ def embed(
     mode: Annotated[str | None, typer.Option("--mode", help="2d or 3d [embed.mode]")] = None,
     weights: WeightsOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute complete embeddings")] = False,
+    executor: EmbedExecutorOpt = None,
+    scheduler: EmbedSchedulerOpt = None,
+    workers: EmbedWorkersOpt = None,
     config: ConfigOpt = None,
     data_root: DataRootOpt = None,
 ) -> None:
@@ -81,6 +116,7 @@ def embed(
     settings = _embed_settings(
         config,
         data_root,
+        {"executor": executor, "scheduler": scheduler, "workers": workers},
         patch_nm=patch_nm,
         stride_nm=stride_nm,
         slice_every=slice_every,
@@ -236,14 +272,14 @@ def _middle_patch(settings: Settings, record_id: str, key: str) -> tuple[int, in
     import numpy as np
 
     from emingest.catalog import open_catalog
-    from emingest.records import resolve_in_root
+    from emingest.vectors.embed import volume_location
     from emingest.vectors.store import EmbeddingStore
 
     with open_catalog(settings) as catalog:
         row = catalog.get(record_id)
     if row is None:
         raise ConfigError(f"{record_id}: not in the catalog")
-    volume = resolve_in_root(row.record["local_paths"]["volume"], settings.storage.data_root)
+    volume = volume_location(settings, row.record["local_paths"]["volume"])
     store = EmbeddingStore(volume, key)
     centers = np.concatenate([c for c, _ in store.iter_chunks()])
     z, y, x = (int(v) for v in centers[len(centers) // 2])

@@ -2,7 +2,8 @@
 ``jobs_for`` -> ``Pipeline``) on a worker pool, with progress, cancellation and a journal.
 
 A job lives in the server, not in the request that started it, so a client may disconnect.
-Each job is saved as ``<data_root>/.jobs/<id>.json`` whenever its state changes; after a
+Each job is saved as ``<local root>/.jobs/<id>.json`` (the data root, or ``storage.work_dir``
+when the data root is on S3) whenever its state changes; after a
 restart those files list past jobs, a job that was running is marked ``interrupted`` and each
 volume's status is read again from its record (the record is the truth). Cancelling makes the
 running volume's next tile fail with :class:`JobCancelledError`: its journal stays, so the same
@@ -18,7 +19,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from emingest.catalog import open_catalog
@@ -140,7 +140,7 @@ class JobManager:
 
     def __init__(self, settings: Settings, *, start: bool = True) -> None:
         self.settings = settings
-        self.folder = Path(settings.storage.data_root) / ".jobs"
+        self.folder = settings.storage.local_root / ".jobs"
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 
 
 def index_dir(settings: Settings) -> Path:
+    """The faiss files' folder: ``embed.index_dir``, else ``vectors/`` in the local root (the
+    data root, or ``storage.work_dir`` when the data root is on S3)."""
     cfg = settings.embed
-    return Path(cfg.index_dir) if cfg.index_dir else Path(settings.storage.data_root) / "vectors"
+    return Path(cfg.index_dir) if cfg.index_dir else settings.storage.local_root / "vectors"
 
 
 def open_vector_index(settings: Settings) -> VectorIndex:

@@ -5,6 +5,14 @@ pool of ``pipeline.workers``; each reads its voxels from the chosen pyramid leve
 patches in batches of ``embed.batch_size`` and writes its own chunks of the store, then is
 appended to the journal. A killed run resumes with the blocks not in the journal. When every
 block is written the group is marked complete and the volume's vectors go into the index.
+
+With ``pipeline.executor = "dask"`` (``embed --executor dask``) blocks are tasks on a Dask
+cluster instead (:mod:`emingest.vectors.distributed`): each opens the volume and builds its
+embedder in its worker and returns the block's vectors; the driver writes them and keeps the
+journal, so a store and its resume are the same whichever executor ran the blocks.
+
+The volume's store may be below a folder or an S3 prefix (``storage.data_root``): it is named
+by a :class:`~emingest.storage.Location` throughout.
 """
 
 from __future__ import annotations
@@ -18,19 +26,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
 from emingest.catalog import CatalogFilters, open_catalog
 from emingest.errors import ConfigError, ConversionError, EmingestError
 from emingest.journal import TileJournal
 from emingest.progress import NullProgress, Progress
-from emingest.records import VolumeRecord, resolve_in_root
+from emingest.records import VolumeRecord, locate_in_root
+from emingest.storage import Location, as_location
 from emingest.vectors.backends import open_vector_index
 from emingest.vectors.embedders import create_embedder
 from emingest.vectors.encoder import PatchEncoder, cut_patches, normalise
 from emingest.vectors.grid import LevelInfo, PatchGrid, plan_grid
 from emingest.vectors.index import VolumeVectors
 from emingest.vectors.store import EmbeddingStore
+from emingest.vectors.zarr_io import open_level
 
 if TYPE_CHECKING:
     from emingest.config import Settings
@@ -53,15 +62,39 @@ class EmbedResult:
         return not self.status.startswith("error")
 
 
-def make_encoder(settings: Settings, model: str | None = None) -> PatchEncoder:
-    """The embedder ``model`` (default: the first of ``[embed] models``) on the configured
-    patches."""
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What builds an encoder, in any process: a Dask worker makes its own (and loads a
+    learned embedder's weights itself) from this."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...]
+    mode: str
+    patch_nm: float
+
+    def build(self) -> PatchEncoder:
+        embedder = create_embedder(self.name, dict(self.options))
+        return PatchEncoder(embedder, mode=self.mode, patch_nm=self.patch_nm)
+
+
+def encoder_spec(settings: Settings, model: str | None = None) -> EncoderSpec:
     cfg = settings.embed
     name = model or (cfg.models[0] if cfg.models else "scattering")
     options: dict[str, Any] = {}
     if cfg.weights is not None:
         options["weights"] = str(cfg.weights)
-    return PatchEncoder(create_embedder(name, options), mode=cfg.mode, patch_nm=cfg.patch_nm)
+    return EncoderSpec(name, tuple(sorted(options.items())), cfg.mode, cfg.patch_nm)
+
+
+def make_encoder(settings: Settings, model: str | None = None) -> PatchEncoder:
+    """The embedder ``model`` (default: the first of ``[embed] models``) on the configured
+    patches."""
+    return encoder_spec(settings, model).build()
+
+
+def volume_location(settings: Settings, volume: str) -> Location:
+    """A record's ``local_paths.volume`` below the settings' data root (folder or S3)."""
+    return locate_in_root(volume, settings.storage.root())
 
 
 def record_levels(record: VolumeRecord) -> list[LevelInfo]:
@@ -100,8 +133,9 @@ def volume_normalisation(record: VolumeRecord) -> tuple[float, float]:
     return float(stats.mean), float(stats.std)
 
 
-def read_region(store: Path, level_path: str, region: Any) -> np.ndarray:
-    return read_by_chunks(zarr.open_array(Path(store) / level_path, mode="r"), region)
+def read_region(store: Location | Path, level_path: str, region: Any) -> np.ndarray:
+    location = store if isinstance(store, Location) else as_location(store)
+    return read_by_chunks(open_level(location / level_path), region)
 
 
 def read_by_chunks(array: Any, region: tuple[slice, slice, slice]) -> np.ndarray:
@@ -136,15 +170,20 @@ def embed_volume(
     progress: Progress | None = None,
     force: bool = False,
     index: Any = None,
+    runner: Any = None,
+    spec: EncoderSpec | None = None,
 ) -> EmbedResult:
-    """Embed one complete volume into its store (resuming a killed run), then index it."""
+    """Embed one complete volume into its store (resuming a killed run), then index it.
+
+    ``runner``: a :class:`~emingest.vectors.distributed.DaskBlocks` to run the blocks on
+    (``spec`` names the encoder its workers build); None: a thread pool of this process."""
     progress = progress or NullProgress()
     rid = f"{record.source}/{record.source_id}/{record.name}"
     space = encoder.space
     t0 = time.monotonic()
     if not record.is_complete:
         return EmbedResult(rid, space.key, f"error: volume not complete ({record.status})")
-    store_path = resolve_in_root(record.local_paths.volume, settings.storage.data_root)
+    store_path = volume_location(settings, record.local_paths.volume)
     store = EmbeddingStore(store_path, space.key)
     grid = volume_grid(settings, record, encoder)
     mean, std = volume_normalisation(record)
@@ -166,7 +205,7 @@ def embed_volume(
     if not force and same and existing and existing.get("complete"):
         result = EmbedResult(rid, space.key, "skipped", grid.n_patches)
     else:
-        journal = TileJournal(store.journal_path, plan)
+        journal = TileJournal(store.journal_location, plan)
         resuming = not force and same and journal.load()
         if not resuming:
             store.create(grid, encoder.dim, attrs)
@@ -176,24 +215,45 @@ def embed_volume(
         blocks = list(grid.blocks())
         per_block = grid.patch_px[0] * grid.patch_px[1] * grid.patch_px[2]
         progress.start(label, label, grid.n_patches * per_block)
+        own_runner = runner is None and settings.pipeline.executor == "dask"
+        if own_runner:
+            from emingest.vectors.distributed import DaskBlocks
+
+            runner = DaskBlocks(settings.pipeline)
         try:
-            _embed_blocks(
-                settings,
-                store,
-                store_path,
-                grid,
-                encoder,
-                journal,
-                blocks,
-                (mean, std),
-                progress,
-                label,
-            )
+            if runner is not None:
+                runner.embed_blocks(
+                    settings,
+                    store,
+                    store_path,
+                    grid,
+                    spec or encoder_spec(settings),
+                    journal,
+                    blocks,
+                    (mean, std),
+                    progress,
+                    label,
+                )
+            else:
+                _embed_blocks(
+                    settings,
+                    store,
+                    store_path,
+                    grid,
+                    encoder,
+                    journal,
+                    blocks,
+                    (mean, std),
+                    progress,
+                    label,
+                )
         except BaseException:
             progress.finish(label, "error")
             raise
         finally:
             journal.close()
+            if own_runner:
+                runner.close()
         store.mark_complete()
         journal.remove()
         progress.finish(label, "complete")
@@ -233,10 +293,71 @@ def stored_vectors(store: EmbeddingStore, rid: str, source: str, sha: str | None
     return VolumeVectors(rid, source, grid.level, fingerprint, chunks)
 
 
+def block_vectors(
+    array: Any,
+    grid: PatchGrid,
+    encoder: PatchEncoder,
+    iz: int,
+    band: int,
+    norm: tuple[float, float],
+    batch: int,
+) -> np.ndarray:
+    """The vectors [rows, gx, dim] of one block, read from ``array`` (a level) and embedded
+    in batches of ``batch`` patches: the same work in a thread or a Dask worker."""
+    rows = grid.rows(band)
+    data = normalise(read_by_chunks(array, grid.block_region(iz, band)), *norm)
+    patches = cut_patches(data, grid.patch_px, grid.stride_px, len(rows), grid.counts[2])
+    vectors = (
+        np.concatenate(
+            [encoder.encode(patches[i : i + batch]) for i in range(0, len(patches), batch)]
+        )
+        if len(patches)
+        else np.zeros((0, encoder.dim), np.float32)
+    )
+    return vectors.reshape(len(rows), grid.counts[2], -1)
+
+
+def blocks_to_do(
+    grid: PatchGrid,
+    journal: TileJournal,
+    blocks: list[tuple[int, int]],
+    progress: Progress,
+    label: str,
+) -> list[tuple[int, int]]:
+    """The blocks not in the journal; the others count as progress at once."""
+    per_patch = grid.patch_px[0] * grid.patch_px[1] * grid.patch_px[2]
+    todo = []
+    for iz, band in blocks:
+        if journal.is_done(0, (iz, band)):
+            progress.advance(label, len(grid.rows(band)) * grid.counts[2] * per_patch)
+        else:
+            todo.append((iz, band))
+    return todo
+
+
+def block_done(
+    store: EmbeddingStore,
+    grid: PatchGrid,
+    journal: TileJournal,
+    iz: int,
+    band: int,
+    vectors: np.ndarray,
+    progress: Progress,
+    label: str,
+) -> None:
+    """Write a block's vectors and centres into the store, then journal it."""
+    rows = grid.rows(band)
+    store.write_block(iz, rows, vectors, grid.block_centers(iz, band))
+    journal.mark_done(0, (iz, band))
+    log.debug("%s: block %d/%d done", label, iz, band)
+    per_patch = grid.patch_px[0] * grid.patch_px[1] * grid.patch_px[2]
+    progress.advance(label, len(rows) * grid.counts[2] * per_patch)
+
+
 def _embed_blocks(
     settings: Settings,
     store: EmbeddingStore,
-    store_path: Path,
+    store_path: Location,
     grid: PatchGrid,
     encoder: PatchEncoder,
     journal: TileJournal,
@@ -245,34 +366,14 @@ def _embed_blocks(
     progress: Progress,
     label: str,
 ) -> None:
-    array = zarr.open_array(store_path / grid.level_path, mode="r")
-    per_patch = grid.patch_px[0] * grid.patch_px[1] * grid.patch_px[2]
+    array = open_level(store_path / grid.level_path)
     batch = settings.embed.batch_size
 
     def one(iz: int, band: int) -> None:
-        rows = grid.rows(band)
-        data = normalise(read_by_chunks(array, grid.block_region(iz, band)), *norm)
-        patches = cut_patches(data, grid.patch_px, grid.stride_px, len(rows), grid.counts[2])
-        vectors = (
-            np.concatenate(
-                [encoder.encode(patches[i : i + batch]) for i in range(0, len(patches), batch)]
-            )
-            if len(patches)
-            else np.zeros((0, encoder.dim), np.float32)
-        )
-        store.write_block(
-            iz, rows, vectors.reshape(len(rows), grid.counts[2], -1), grid.block_centers(iz, band)
-        )
-        journal.mark_done(0, (iz, band))
-        log.debug("%s: block %d/%d done", label, iz, band)
-        progress.advance(label, len(patches) * per_patch)
+        vectors = block_vectors(array, grid, encoder, iz, band, norm, batch)
+        block_done(store, grid, journal, iz, band, vectors, progress, label)
 
-    todo = []
-    for iz, band in blocks:
-        if journal.is_done(0, (iz, band)):
-            progress.advance(label, len(grid.rows(band)) * grid.counts[2] * per_patch)
-        else:
-            todo.append((iz, band))
+    todo = blocks_to_do(grid, journal, blocks, progress, label)
     workers = max(1, settings.pipeline.workers)
     with ThreadPoolExecutor(workers, thread_name_prefix="emingest-embed") as pool:
         # at most 2 x workers blocks in flight: memory follows the workers, not the volume
@@ -312,10 +413,16 @@ def embed_records(
                     )
                 rows.append(row)
     results: list[EmbedResult] = []
+    runner = None
+    if settings.pipeline.executor == "dask":
+        from emingest.vectors.distributed import DaskBlocks
+
+        runner = DaskBlocks(settings.pipeline)
     index = open_vector_index(settings)
     try:
         for name in names:
-            encoder = make_encoder(settings, name)
+            spec = encoder_spec(settings, name)
+            encoder = spec.build()
             for row in rows:
                 if "/labels/" in row.record.get("local_paths", {}).get("volume", ""):
                     continue  # a labels image: its image is embedded, not its masks
@@ -324,7 +431,14 @@ def embed_records(
                     record = VolumeRecord.model_validate(row.record)
                     results.append(
                         embed_volume(
-                            settings, record, encoder, progress=progress, force=force, index=index
+                            settings,
+                            record,
+                            encoder,
+                            progress=progress,
+                            force=force,
+                            index=index,
+                            runner=runner,
+                            spec=spec,
                         )
                     )
                 except (EmingestError, OSError, ValueError) as err:
@@ -340,6 +454,8 @@ def embed_records(
                     )
     finally:
         index.close()
+        if runner is not None:
+            runner.close()
     return results
 
 
@@ -377,7 +493,7 @@ def stored_vectors_count(settings: Settings, record_id: str, key: str) -> int:
         row = catalog.get(record_id)
     if row is None:
         return 0
-    volume = resolve_in_root(row.record["local_paths"]["volume"], settings.storage.data_root)
+    volume = volume_location(settings, row.record["local_paths"]["volume"])
     attrs = EmbeddingStore(volume, key).attrs()
     if not attrs or not attrs.get("complete"):
         return 0

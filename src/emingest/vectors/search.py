@@ -11,13 +11,14 @@ import numpy as np
 
 from emingest.catalog import open_catalog
 from emingest.errors import ConfigError, EntryNotFoundError
-from emingest.records import VolumeRecord, resolve_in_root
+from emingest.records import VolumeRecord
 from emingest.vectors.backends import open_vector_index
 from emingest.vectors.embed import (
     make_encoder,
     read_region,
     stored_vectors,
     volume_grid,
+    volume_location,
     volume_normalisation,
 )
 from emingest.vectors.encoder import PatchEncoder, normalise
@@ -68,7 +69,7 @@ def patch_vector(
     shape0 = tuple(record.volume_shape or ())
     if len(zyx) != 3 or any(not 0 <= int(c) < n for c, n in zip(zyx, shape0, strict=False)):
         raise ConfigError(f"--at {tuple(zyx)} is outside {record_id} (shape {shape0})")
-    volume_path = resolve_in_root(record.local_paths.volume, settings.storage.data_root)
+    volume_path = volume_location(settings, record.local_paths.volume)
     store = EmbeddingStore(volume_path, encoder.space.key)
     attrs = store.attrs()
     if attrs:
@@ -180,7 +181,7 @@ def sync_index(settings: Settings, *, models: Sequence[str] | None = None) -> di
         relative = row.record.get("local_paths", {}).get("volume")
         if not relative:
             continue
-        volume = resolve_in_root(relative, settings.storage.data_root)
+        volume = volume_location(settings, relative)
         for key in stored_keys(volume):
             if wanted is not None and key not in wanted:
                 continue
