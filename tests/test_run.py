@@ -132,3 +132,40 @@ def test_a_dataset_whose_discovery_fails_is_reported_and_the_others_complete(
     assert "nosuch" in row and "ConfigError" in row, row
     others = {k: v for k, v in rows.items() if k[0] != "epfl:epfl-missing"}
     assert len(others) == 7 and set(others.values()) == {"complete"}
+
+
+def _s3_run_config(tmp_path: Path, data_root: str, endpoint: str, tif: Path) -> Path:
+    cfg = tmp_path / "s3.toml"
+    cfg.write_text(
+        f'[storage]\ndata_root = "{data_root}"\ns3_endpoint_url = "{endpoint}"\n'
+        f"work_dir = {str(tmp_path / 'work')!r}\n"
+        "[embed]\nmodels = []\n"
+        f'[[datasets]]\nname = "mine"\nsource = "local"\nids = [{str(tif)!r}]\n',
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def test_a_run_into_a_bucket_checks_it_first_and_starts_nothing_when_it_cannot_write(
+    tmp_path: Path, s3_root
+) -> None:
+    import numpy as np
+    import tifffile
+
+    tif = tmp_path / "v.tif"
+    tifffile.imwrite(tif, np.arange(8 * 16 * 16, dtype=np.uint16).reshape(8, 16, 16))
+    missing = f"s3://no-such-bucket-{s3_root.bucket}/data"
+    cfg = _s3_run_config(tmp_path, missing, s3_root.endpoint_url, tif)
+    result = runner.invoke(app, ["run", str(cfg)])
+    assert result.exit_code == 1, result.output
+    assert re.search(r"preflight data root\s+UNWRITABLE\s+" + re.escape(missing), result.output)
+    assert "NoSuchBucket" in result.output
+    assert not (tmp_path / "work" / ".locks").exists()  # no volume was begun
+
+    cfg = _s3_run_config(tmp_path, s3_root.url, s3_root.endpoint_url, tif)
+    result = runner.invoke(app, ["run", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"preflight data root\s+ok\s+" + re.escape(s3_root.url), result.output)
+    keys = s3_root.keys()
+    assert any(k.endswith("/v.json") for k in keys)
+    assert not [k for k in keys if ".emingest-preflight" in k]  # the probe cleaned up

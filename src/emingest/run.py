@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from emingest.progress import Progress
 from emingest.records import error_status
 from emingest.sources import create_source, default_datasets, get_source_class
 from emingest.sources.base import Preflight, Source, VolumeRef, options_for, source_settings
+from emingest.storage import DataRoot
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,20 @@ def per_source_logs(log_dir: Path, sources: Sequence[str], stamp: str) -> list[l
     return handlers
 
 
+def data_root_problem(root: DataRoot) -> str | None:
+    """Write, read back and delete a small object at the data root; None when all worked,
+    else what failed (wrong endpoint, credentials, bucket or permissions)."""
+    probe = root.location(f".emingest-preflight-{uuid.uuid4().hex}")
+    try:
+        probe.write_bytes(b"ok")
+        if probe.read_bytes() != b"ok":
+            return f"{probe.url} read back other bytes than were written"
+        probe.unlink()
+    except (EmingestError, OSError) as err:
+        return str(err)
+    return None
+
+
 def run_datasets(
     settings: Settings,
     datasets: Sequence[DatasetSettings],
@@ -129,6 +145,13 @@ def run_datasets(
         report_line(f"preflight {c.source:<14} {mark:<11} {c.url}  ({c.detail})")
     for line in run_space_warnings(settings):  # each volume checks its own need again
         report_line(f"preflight {line}")
+    root = settings.storage.root()
+    if not root.is_local:
+        problem = data_root_problem(root)
+        mark = "ok" if problem is None else "UNWRITABLE"
+        report_line(f"preflight {'data root':<14} {mark:<11} {root.url}  ({problem or 'written'})")
+        if problem is not None:  # every volume would fail on it: say so once, start nothing
+            return [DatasetOutcome(d, [], f"data root unwritable: {problem}") for d in datasets]
     if checks and not any(c.ok for c in checks.values()):
         report_line(
             "No archive answered: is this machine offline or behind a proxy (HTTPS_PROXY)? "
