@@ -82,7 +82,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     tiff = work / f"em_{args.size_mib}mib.tif"
     if not tiff.exists():
-        make_tiff(tiff, args.size_mib)
+        make_tiff(tiff, args.size_mib / 1024)  # its size is in GiB
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(f"input: {tiff} ({tiff.stat().st_size / MiB:.0f} MiB)")
     executors = ["threads", "dask"] if args.dask else ["threads"]
