@@ -65,7 +65,7 @@ def _local_files(store: Path) -> dict[str, bytes]:
 
 def _s3_files(s3: S3DataRoot, store_key: str) -> dict[str, bytes]:
     prefix = f"{s3.prefix}/{store_key}/"
-    keys = s3.keys()
+    keys = s3.object_keys()
     return {k[len(prefix) :]: s3.get(k) for k in keys if k.startswith(prefix)}
 
 
@@ -98,7 +98,7 @@ def test_an_s3_data_root_holds_the_same_bytes_as_a_local_one(
     # the sidecar is an object beside the store; the journal is gone; nothing else is there
     sidecar = json.loads(s3_root.get(f"{s3_root.prefix}/{rec.local_paths.metadata}"))
     assert sidecar["status"] == "complete" and sidecar["sha256"] == rec.sha256
-    keys = s3_root.keys()
+    keys = s3_root.object_keys()
     outside = [k for k in keys if not k.startswith(f"{s3_root.prefix}/{rec.local_paths.volume}/")]
     assert outside == [f"{s3_root.prefix}/{rec.local_paths.metadata}"]
     # machine-local state stays in work_dir: the volume lock and the SQLite catalog
@@ -170,11 +170,15 @@ def test_a_killed_ingest_to_s3_resumes_without_rewriting_journaled_tiles(
     done = [json.loads(line) for line in journal[1:] if line.strip()]
     level0 = [d["t"] for d in done if d["l"] == 0]
     assert level0, journal
+    # the killed run's lease is still there; the re-run on this host takes it over at once
+    # (its PID is gone) instead of waiting for it to expire
+    lease = f"{s3_root.prefix}/.locks/{paths.record.key.removesuffix('.json')}.lease"
+    assert lease in s3_root.object_keys()
 
     s3_root.replica.clear_request_log()
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert "resuming" in rerun.stderr
+    assert "resuming" in rerun.stderr and "took over the lease" in rerun.stderr
     puts = [path for method, path, _ in s3_root.replica.request_log if method == "PUT"]
     # a journaled tile's chunks are not written again: tile (0, 0, 0) is z 0:16, y 0:32,
     # x 0:256 at this budget, so chunk c/0/0/0 of s0 belongs to it
@@ -185,8 +189,8 @@ def test_a_killed_ingest_to_s3_resumes_without_rewriting_journaled_tiles(
     resumed = read_record(paths.record)
     assert resumed.status == "complete"
     assert resumed.sha256 == hashlib.sha256(a.tobytes()).hexdigest()
-    remaining = s3_root.keys()
-    assert journal_key not in remaining
+    remaining = s3_root.object_keys()
+    assert journal_key not in remaining and lease not in remaining
 
     import tensorstore as ts
 

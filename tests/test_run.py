@@ -166,6 +166,6 @@ def test_a_run_into_a_bucket_checks_it_first_and_starts_nothing_when_it_cannot_w
     result = runner.invoke(app, ["run", str(cfg)])
     assert result.exit_code == 0, result.output
     assert re.search(r"preflight data root\s+ok\s+" + re.escape(s3_root.url), result.output)
-    keys = s3_root.keys()
+    keys = s3_root.object_keys()
     assert any(k.endswith("/v.json") for k in keys)
     assert not [k for k in keys if ".emingest-preflight" in k]  # the probe cleaned up

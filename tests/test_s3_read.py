@@ -112,7 +112,7 @@ def test_report_of_an_s3_data_root_is_written_beside_the_records(
     env = _env(s3_ingested, tmp_path / "work")
     result = runner.invoke(app, ["catalog", "report"], env=env)
     assert result.exit_code == 0, result.output
-    every = s3_ingested.root.keys()
+    every = s3_ingested.root.object_keys()
     written = [k for k in every if k.rsplit("/", 1)[-1].startswith("metadata_catalog_")]
     assert sorted(k.rsplit(".", 1)[-1] for k in written) == ["json", "log"]
     assert all(k.count("/") == s3_ingested.root.prefix.count("/") + 1 for k in written)

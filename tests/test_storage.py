@@ -40,7 +40,7 @@ def test_both_roots_read_write_list_and_delete_alike(tmp_path: Path, s3_root: S3
         seen.append(root.list_dir("a"))
     assert seen[0] == seen[1] == ([], [".hidden"])
     # the keys landed below the prefix, nowhere else
-    assert s3_root.keys() == [f"{s3_root.prefix}/a/.hidden"]
+    assert s3_root.object_keys() == [f"{s3_root.prefix}/a/.hidden"]
 
 
 def test_s3_listing_pages_past_a_thousand_keys(s3_root: S3DataRoot) -> None:

@@ -63,6 +63,12 @@ class StorageSettings(_Section):
     s3_max_attempts: int = Field(
         6, ge=1, description="Attempts per request to an s3:// data root (boto3 standard retries)"
     )
+    s3_lease_ttl_s: float = Field(
+        60.0,
+        gt=0,
+        description="On an s3:// data root, a volume's lease (one writer across machines) "
+        "expires this long after its holder stops renewing it",
+    )
     work_dir: Path | None = Field(
         None,
         description="Local folder for what cannot live in a bucket (locks, logs, the SQLite "

@@ -341,6 +341,31 @@ class S3Root(DataRoot):
             Body=data,
         )
 
+    # -- conditional writes (S3's If-None-Match / If-Match): the leases of emingest.leases ----
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None when there is none."""
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self.key(key))
+            return bytes(answer["Body"].read()), str(answer["ETag"])
+        except Exception as err:
+            if _is_missing(err):
+                return None
+            raise DataRootError(f"reading {self.url_of(key)}: {_describe(err)}") from err
+
+    def write_if(self, key: str, data: bytes, *, etag: str | None) -> str | None:
+        """Write only if the object is absent (``etag`` None) or still has ``etag``; the new
+        ETag, or None when another writer got there first (412/409)."""
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            answer = self._client.put_object(
+                Bucket=self.bucket, Key=self.key(_check_key(key)), Body=data, **condition
+            )
+            return str(answer["ETag"])
+        except Exception as err:
+            if _error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                return None
+            raise DataRootError(f"writing {self.url_of(key)}: {_describe(err)}") from err
+
     def delete(self, key: str) -> None:
         self._call(
             f"deleting {self.url_of(key)}",

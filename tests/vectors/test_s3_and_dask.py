@@ -61,7 +61,7 @@ def test_embed_search_and_resume_on_an_s3_data_root(
     assert first.status.startswith("error: OSError")
     monkeypatch.setattr(embed_module, "block_vectors", real)
     prefix = f"{s3_root.prefix}/{data.store.key}/embeddings/"
-    keys = s3_root.keys()
+    keys = s3_root.object_keys()
     assert f"{prefix}.{key}.journal" in keys
     attrs = store.attrs()
     assert attrs is not None and attrs["complete"] is False
@@ -72,7 +72,7 @@ def test_embed_search_and_resume_on_an_s3_data_root(
     assert "resuming, 2 blocks already embedded" in caplog.text
     assert store.is_complete()
 
-    keys = s3_root.keys()
+    keys = s3_root.object_keys()
     assert f"{prefix}.{key}.journal" not in keys
     chunks = [k for k in keys if k.startswith(f"{prefix}{key}/vectors/c/")]
     assert chunks and any(k.startswith(f"{prefix}{key}/centers/c/") for k in keys)

@@ -35,10 +35,17 @@ from emingest.diskspace import (
     warn_if_short_of_space,
     write_record_in_place,
 )
-from emingest.errors import ConfigError, ConversionError, EmingestError, RunInterrupted
+from emingest.errors import (
+    ConfigError,
+    ConversionError,
+    DataRootError,
+    EmingestError,
+    RunInterrupted,
+)
 from emingest.fingerprints import check_source, download_fingerprint_path
 from emingest.journal import TileJournal
 from emingest.layout import VolumePaths, safe_component
+from emingest.leases import held_lease, lease_key
 from emingest.locks import held, volume_lock_path
 from emingest.memory import limit_malloc_arenas
 from emingest.omezarr.metadata import plan_levels
@@ -64,7 +71,7 @@ from emingest.records import (
     write_record,
 )
 from emingest.sources.base import Source, VolumeInfo, VolumeReader, VolumeRef
-from emingest.storage import Location
+from emingest.storage import Location, S3Root
 from emingest.voxel_size import checked_voxel_size, plausible_voxel_size
 
 log = logging.getLogger(__name__)
@@ -153,8 +160,28 @@ class Pipeline:
         paths = VolumePaths.for_ref(st.root(), job.ref, job.labels_of)
         # locks are of this machine: under the local data root, or the work_dir of a bucket
         lock = volume_lock_path(st.local_root, st.local_root / paths.record.key)
-        with held(lock, what=f"{job.ref.source}/{job.ref.source_id}/{job.ref.name}"):
-            return self._ingest(job, force=force)
+        what = f"{job.ref.source}/{job.ref.source_id}/{job.ref.name}"
+        root = st.root()
+        with held(lock, what=what):
+            if not isinstance(root, S3Root):
+                return self._ingest(job, force=force)
+            # a bucket is shared by machines that share no flock: a lease object too
+            try:
+                lease = held_lease(
+                    root,
+                    lease_key(paths.record.key),
+                    what=what,
+                    ttl_s=st.s3_lease_ttl_s,
+                    stop=self.stop,
+                )
+                with lease:
+                    return self._ingest(job, force=force)
+            except RunInterrupted:
+                return VolumeResult(job.ref, STATUS_INTERRUPTED, _shown(paths.record))
+            except DataRootError as err:
+                status = error_status(str(err))
+                log.error("%s: %s", what, status)
+                return VolumeResult(job.ref, status, _shown(paths.record), error=err)
 
     def _ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         ref = job.ref

@@ -62,7 +62,7 @@ class S3DataRoot:
         merged["storage"] = {**self.storage(work_dir), **merged.get("storage", {})}
         return load_settings(environ={}, overrides=merged)
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         """Every key in the bucket, sorted (boto3, independent of emingest's own client)."""
         import boto3
 
