@@ -275,7 +275,7 @@ def main() -> None:
     import dask
     from distributed import LocalCluster
 
-    from emingest.pipeline.executors import worker_environ
+    from emingest.dask_cluster import worker_environ
 
     # the environment emingest's own LocalCluster gives its workers, unless --dask-default-env
     environ = dask.config.get("distributed.nanny.pre-spawn-environ")

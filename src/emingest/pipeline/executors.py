@@ -13,10 +13,10 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
-from typing import Any
 
 from emingest.config import PipelineSettings
-from emingest.errors import ConfigError, RunInterrupted
+from emingest.dask_cluster import DaskClient
+from emingest.errors import RunInterrupted
 from emingest.pipeline.tasks import RegionTask, VolumeContext, VolumePlan, run_in_worker, run_region
 
 log = logging.getLogger(__name__)
@@ -77,30 +77,8 @@ class DaskRegionExecutor:
 
     def __init__(self, settings: PipelineSettings, stop: threading.Event | None = None) -> None:
         self.stop = stop or threading.Event()
-        try:
-            from dask import config as dask_config
-            from distributed import Client, LocalCluster
-        except ImportError as err:
-            raise ConfigError(
-                "pipeline.executor = 'dask' needs Dask distributed: pip install 'emingest[dask]'"
-            ) from err
-        self._cluster: Any = None
-        if settings.scheduler == "local":
-            with dask_config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
-                self._cluster = LocalCluster(
-                    n_workers=settings.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # a free port: never collide with another run
-                )
-            self.client = Client(self._cluster)
-        else:
-            try:
-                self.client = Client(settings.scheduler, timeout=settings.scheduler_timeout_s)
-            except OSError as err:
-                raise ConfigError(
-                    f"cannot reach the Dask scheduler at {settings.scheduler}: {err}"
-                ) from err
+        self._dask = DaskClient(settings)
+        self.client = self._dask.client
         log.info("Dask executor: %s", self.client)
 
     def run(
@@ -145,25 +123,10 @@ class DaskRegionExecutor:
                 local.shutdown(wait=True)
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        self._dask.close()
 
 
 RegionExecutor = ThreadRegionExecutor | DaskRegionExecutor
-
-
-def worker_environ() -> dict[str, Any]:
-    """The environment LocalCluster workers start with: Dask's, less its
-    ``MALLOC_TRIM_THRESHOLD_`` (setting it turns off glibc's adaptive mmap threshold, so every
-    tile-sized buffer is a fresh mmap whose pages fault in again: level-0 tasks took twice as
-    long here), plus the two malloc arenas the driver uses (``emingest.memory``)."""
-    from dask import config as dask_config
-
-    environ = dict(dask_config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    environ.setdefault("MALLOC_ARENA_MAX", 2)
-    return environ
 
 
 def _key(plan: VolumePlan, task: RegionTask) -> str:

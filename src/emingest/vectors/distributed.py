@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emingest.errors import ConfigError
+from emingest.dask_cluster import DaskClient
 
 if TYPE_CHECKING:
     from emingest.config import PipelineSettings, Settings
@@ -86,28 +86,8 @@ class DaskBlocks:
     """A Dask client (and the LocalCluster it started) for the blocks of an ``embed`` run."""
 
     def __init__(self, settings: PipelineSettings) -> None:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as err:
-            raise ConfigError(
-                "pipeline.executor = 'dask' needs Dask distributed: pip install 'emingest[dask]'"
-            ) from err
-        self._cluster: Any = None
-        if settings.scheduler == "local":
-            self._cluster = LocalCluster(
-                n_workers=settings.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # a free port: never collide with another run
-            )
-            self.client = Client(self._cluster)
-        else:
-            try:
-                self.client = Client(settings.scheduler, timeout=settings.scheduler_timeout_s)
-            except OSError as err:
-                raise ConfigError(
-                    f"cannot reach the Dask scheduler at {settings.scheduler}: {err}"
-                ) from err
+        self._dask = DaskClient(settings)
+        self.client = self._dask.client
         self.session = uuid.uuid4().hex
         log.info("Dask executor for embedding: %s", self.client)
 
@@ -160,9 +140,7 @@ class DaskBlocks:
             raise
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        self._dask.close()
 
 
 __all__ = ["DaskBlocks", "embed_block_task"]
