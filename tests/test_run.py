@@ -169,3 +169,39 @@ def test_a_run_into_a_bucket_checks_it_first_and_starts_nothing_when_it_cannot_w
     keys = s3_root.object_keys()
     assert any(k.endswith("/v.json") for k in keys)
     assert not [k for k in keys if ".emingest-preflight" in k]  # the probe cleaned up
+
+
+def test_a_run_on_dask_ingests_and_embeds_on_one_cluster(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import numpy as np
+    import tifffile
+
+    from emingest.config import DatasetSettings
+    from emingest.run import run_datasets
+
+    tif = tmp_path / "v.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tif, rng.integers(0, 255, (8, 256, 256), dtype=np.uint8))
+    settings = load_settings(
+        environ={},
+        overrides={
+            "storage": {"data_root": str(tmp_path / "data")},
+            "pipeline": {"executor": "dask", "workers": 2},
+            "logging": {"log_dir": str(tmp_path / "logs")},
+            "embed": {"patch_nm": 64.0},
+        },
+    )
+    mine = DatasetSettings(name="mine", source="local", ids=[str(tif)])
+    lines: list[str] = []
+    with caplog.at_level(logging.INFO, logger="emingest"):
+        [outcome] = run_datasets(settings, [mine], report_line=lines.append)
+    assert [r.status for r in outcome.results] == ["complete"]
+    started = [r.getMessage() for r in caplog.records if "Dask executor" in r.getMessage()]
+    assert len(started) == 2, started  # the ingest's executor, then the embedding's
+    addresses = {re.search(r"tcp://[\d.:]+", m).group(0) for m in started}  # type: ignore[union-attr]
+    assert len(addresses) == 1, started  # one scheduler: the embedding was lent the cluster
+    [embedded] = [line for line in lines if line.startswith("embed ")]
+    assert ": embedded," in embedded and " 0 patches" not in embedded, embedded

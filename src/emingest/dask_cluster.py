@@ -29,7 +29,8 @@ def worker_environ() -> dict[str, Any]:
 class DaskClient:
     """``client`` for ``settings.scheduler``: ``"local"`` starts a LocalCluster of
     ``settings.workers`` single-threaded processes (closed with this object); an address
-    (``tcp://host:8786``) connects to a running scheduler."""
+    (``tcp://host:8786``) connects to a running scheduler. One run may share it between its
+    ingest and its embedding: whoever is lent it never closes it."""
 
     def __init__(self, settings: PipelineSettings) -> None:
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from emingest.config import DatasetSettings, Settings
+from emingest.dask_cluster import DaskClient
 from emingest.diskspace import run_space_warnings
 from emingest.errors import EmingestError
 from emingest.pipeline import Pipeline, VolumeJob, VolumeResult, jobs_for
@@ -180,17 +181,23 @@ def run_datasets(
         for job in jobs_for(source, refs):
             jobs.append(job)
             owners.append(len(outcomes) - 1)
-    try:
-        with Pipeline(settings, progress=progress, stop=stop) as pipe:
-            for owner, result in zip(owners, pipe.run(jobs, force=force), strict=True):
-                outcomes[owner].results.append(result)
-    finally:
-        for source in opened:
-            source.close()
     from emingest.vectors import embed_after_ingest  # issue 13: then the vectors ([embed] models)
 
-    volumes = [r for o in outcomes for r in o.results]
-    embed_after_ingest(settings, volumes, progress=progress, report_line=report_line)
+    # one Dask cluster for the ingest and the embedding that follows it, not one each
+    dask = DaskClient(settings.pipeline) if settings.pipeline.executor == "dask" else None
+    try:
+        try:
+            with Pipeline(settings, progress=progress, stop=stop, dask=dask) as pipe:
+                for owner, result in zip(owners, pipe.run(jobs, force=force), strict=True):
+                    outcomes[owner].results.append(result)
+        finally:
+            for source in opened:
+                source.close()
+        volumes = [r for o in outcomes for r in o.results]
+        embed_after_ingest(settings, volumes, progress=progress, report_line=report_line, dask=dask)
+    finally:
+        if dask is not None:
+            dask.close()
     return outcomes
 
 

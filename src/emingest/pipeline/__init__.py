@@ -29,6 +29,7 @@ import numpy as np
 
 from emingest.catalog import index_record
 from emingest.config import Settings
+from emingest.dask_cluster import DaskClient
 from emingest.diskspace import (
     failure_message,
     storage_cause,
@@ -122,6 +123,7 @@ class Pipeline:
         progress: Progress | None = None,
         executor: Executor | None = None,
         stop: threading.Event | None = None,
+        dask: DaskClient | None = None,
     ) -> None:
         limit_malloc_arenas()  # RSS follows the tiles, not the run's length (emingest.memory)
         # Set (Ctrl-C) to stop: region tasks not started yet end at once, volumes not started
@@ -131,7 +133,9 @@ class Pipeline:
         self.progress = progress or NullProgress()
         # ``executor`` (a concurrent.futures one) wins; else ``pipeline.executor`` says: a
         # thread pool of ``pipeline.workers``, or a Dask cluster.
-        self.regions = region_executor(settings.pipeline, executor, self.stop)
+        # ``dask``: a client the caller keeps open for later work (``emingest run`` embeds on
+        # the same cluster), instead of one started and closed here.
+        self.regions = region_executor(settings.pipeline, executor, self.stop, dask)
 
     def close(self) -> None:
         self.regions.close()

@@ -75,11 +75,17 @@ class DaskRegionExecutor:
 
     remote = True
 
-    def __init__(self, settings: PipelineSettings, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        stop: threading.Event | None = None,
+        dask: DaskClient | None = None,
+    ) -> None:
         self.stop = stop or threading.Event()
-        self._dask = DaskClient(settings)
+        self._own = dask is None  # a client lent by the caller (``emingest run``) stays open
+        self._dask = dask if dask is not None else DaskClient(settings)
         self.client = self._dask.client
-        log.info("Dask executor: %s", self.client)
+        log.info("Dask executor: %s", str(self.client))  # formatted now: it changes at close
 
     def run(
         self,
@@ -123,7 +129,8 @@ class DaskRegionExecutor:
                 local.shutdown(wait=True)
 
     def close(self) -> None:
-        self._dask.close()
+        if self._own:
+            self._dask.close()
 
 
 RegionExecutor = ThreadRegionExecutor | DaskRegionExecutor
@@ -135,13 +142,16 @@ def _key(plan: VolumePlan, task: RegionTask) -> str:
 
 
 def region_executor(
-    settings: PipelineSettings, executor: Executor | None, stop: threading.Event | None = None
+    settings: PipelineSettings,
+    executor: Executor | None,
+    stop: threading.Event | None = None,
+    dask: DaskClient | None = None,
 ) -> RegionExecutor:
     """The executor ``settings`` name; a given ``concurrent.futures`` executor wins. ``stop``
-    (set on Ctrl-C) ends the tasks not started yet."""
+    (set on Ctrl-C) ends the tasks not started yet; ``dask``, a client lent for Dask."""
     if executor is not None:
         return ThreadRegionExecutor(executor, own=False, stop=stop)
     if settings.executor == "dask":
-        return DaskRegionExecutor(settings, stop)
+        return DaskRegionExecutor(settings, stop, dask)
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="emingest-region")
     return ThreadRegionExecutor(pool, own=True, stop=stop)

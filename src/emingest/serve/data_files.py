@@ -58,6 +58,8 @@ def safe_data_path(data_root: Path, rel: str, raw_path: bytes) -> Path:
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    # Written here because Starlette parses ranges only inside FileResponse, which needs a
+    # file on disk; an object of a bucket has none.
     """``(start, stop)`` of a single ``Range: bytes=...`` header, None for the whole object
     (no header, or several ranges: a 200 is a valid answer to those); HTTP 416 when it
     cannot be satisfied."""

@@ -85,11 +85,12 @@ def embed_block_task(
 class DaskBlocks:
     """A Dask client (and the LocalCluster it started) for the blocks of an ``embed`` run."""
 
-    def __init__(self, settings: PipelineSettings) -> None:
-        self._dask = DaskClient(settings)
+    def __init__(self, settings: PipelineSettings, dask: DaskClient | None = None) -> None:
+        self._own = dask is None  # a client lent by ``emingest run`` stays open
+        self._dask = dask if dask is not None else DaskClient(settings)
         self.client = self._dask.client
         self.session = uuid.uuid4().hex
-        log.info("Dask executor for embedding: %s", self.client)
+        log.info("Dask executor for embedding: %s", str(self.client))  # as it is now
 
     def embed_blocks(
         self,
@@ -140,7 +141,8 @@ class DaskBlocks:
             raise
 
     def close(self) -> None:
-        self._dask.close()
+        if self._own:
+            self._dask.close()
 
 
 __all__ = ["DaskBlocks", "embed_block_task"]

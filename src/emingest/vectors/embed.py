@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emingest.catalog import CatalogFilters, open_catalog
+from emingest.dask_cluster import DaskClient
 from emingest.errors import ConfigError, ConversionError, EmingestError
 from emingest.journal import TileJournal
 from emingest.progress import NullProgress, Progress
@@ -393,10 +394,11 @@ def embed_records(
     models: Sequence[str] | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    dask: DaskClient | None = None,
 ) -> list[EmbedResult]:
     """Embed catalog volumes (``None``: every complete one) with each model (``None``: the
     ``[embed] models``). A volume's failure is reported in its result; the others go on.
-    For ``emingest run`` and the demo after ingesting."""
+    For ``emingest run`` and the demo after ingesting (``dask``: the run's Dask client, lent)."""
     names = list(models) if models is not None else list(settings.embed.models)
     if not names:
         return []
@@ -417,7 +419,7 @@ def embed_records(
     if settings.pipeline.executor == "dask":
         from emingest.vectors.distributed import DaskBlocks
 
-        runner = DaskBlocks(settings.pipeline)
+        runner = DaskBlocks(settings.pipeline, dask)
     index = open_vector_index(settings)
     try:
         for name in names:
@@ -465,6 +467,7 @@ def embed_after_ingest(
     *,
     progress: Progress | None = None,
     report_line: Any = None,
+    dask: DaskClient | None = None,
 ) -> list[EmbedResult]:
     """``emingest run``'s last step: embed the volumes a run ingested (or found complete)
     with the ``[embed] models``; nothing when none are named. Never raises: a failure is
@@ -477,7 +480,7 @@ def embed_after_ingest(
         if getattr(r, "ok", False) and rec is not None and rec.is_complete:
             ids.append(f"{rec.source}/{rec.source_id}/{rec.name}")
     try:
-        out = embed_records(settings, ids, progress=progress) if ids else []
+        out = embed_records(settings, ids, progress=progress, dask=dask) if ids else []
     except (EmingestError, OSError) as err:
         log.error("embedding after the ingest failed: %s", err)
         return []
