@@ -96,14 +96,17 @@ class StorageSettings(_Section):
         """The data root: outputs (stores, records, journals, embeddings) go through it."""
         if isinstance(self.data_root, Path):
             return LocalRoot(self.data_root)
-        config = S3Config(
+        return S3Root(self.data_root, self.s3_config())
+
+    def s3_config(self) -> S3Config:
+        """How this data root's bucket (or any ``s3://`` URL a record names) is reached."""
+        return S3Config(
             self.s3_endpoint_url,
             self.s3_region,
             anonymous=self.s3_anonymous,
             credentials=self.s3_credentials,
             max_attempts=self.s3_max_attempts,
         )
-        return S3Root(self.data_root, config)
 
     @property
     def local_root(self) -> Path:

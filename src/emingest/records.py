@@ -40,16 +40,6 @@ class LocalPaths(BaseModel):
     )
 
     @classmethod
-    def in_root(
-        cls, data_root: Path | str, volume: Path, metadata: Path, raw: list[Path] | None = None
-    ) -> LocalPaths:
-        return cls(
-            volume=root_relative(volume, data_root),
-            metadata=root_relative(metadata, data_root),
-            raw=[root_relative(p, data_root) for p in raw] if raw else None,
-        )
-
-    @classmethod
     def of_volume(
         cls, store: Location, record: Location, raw: list[Path] | None = None
     ) -> LocalPaths:

@@ -16,8 +16,8 @@ server have no second code path for a bucket.
   ``s3`` kvstore (:meth:`DataRoot.kvstore`), one ``PUT`` per chunk or shard, from whichever
   process (thread or Dask worker) runs the region task.
 
-Roots are picklable (a Dask task carries its output location); the boto3 client is made
-lazily in each process.
+Roots are picklable (a Dask task carries its output location); boto3 clients are made lazily,
+one per thread and S3 configuration, and shared by every root of that configuration.
 """
 
 from __future__ import annotations
@@ -242,18 +242,13 @@ class S3Root(DataRoot):
     def __init__(self, url: str, config: S3Config | None = None) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
         self.config = config or S3Config()
-        self._local = threading.local()
-
-    # -- pickling: a Dask task carries the root, never a client --------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "prefix": self.prefix, "config": self.config}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.bucket, self.prefix, self.config = state["bucket"], state["prefix"], state["config"]
-        self._local = threading.local()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, S3Root) and self.__getstate__() == other.__getstate__()
+        return isinstance(other, S3Root) and (self.bucket, self.prefix, self.config) == (
+            other.bucket,
+            other.prefix,
+            other.config,
+        )
 
     def __hash__(self) -> int:
         return hash((self.bucket, self.prefix, self.config))
@@ -289,10 +284,7 @@ class S3Root(DataRoot):
 
     @property
     def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = _boto3_client(self.config)
-        return client
+        return _client_for(self.config)
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -376,19 +368,17 @@ class S3Root(DataRoot):
 
     def exists(self, key: str) -> bool:
         full = self.key(key)
-        answer = self._call(
-            f"listing {self.url_of(key)}",
-            self._client.list_objects_v2,
-            Bucket=self.bucket,
-            Prefix=full,
-            MaxKeys=2,
-        )
-        for item in answer.get("Contents", []):
-            if item["Key"] == full or item["Key"].startswith(full + "/") or not full:
-                return True
-        if answer.get("IsTruncated"):  # e.g. "a.json" and "a.json.tmp" before "a.json/..."
-            return self.read(key) is not None or bool(list(self._pages(full + "/", None, 1)))
-        return False
+        first = self._first_key(full)
+        if first is None or first == full or not full:
+            return first is not None
+        # "a.json.tmp" or "a-b/..." may sort before "a/...": ask the folder itself
+        return self._first_key(full + "/") is not None
+
+    def _first_key(self, prefix: str) -> str | None:
+        """The first key starting with ``prefix`` (in S3's order), or None."""
+        page = next(self._pages(prefix, None, max_keys=1))
+        contents = page.get("Contents") or []
+        return str(contents[0]["Key"]) if contents else None
 
     def _pages(self, prefix: str, delimiter: str | None, max_keys: int = 1000) -> Iterator[Any]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
@@ -452,6 +442,21 @@ class S3Root(DataRoot):
                 f"deleting {S3_SCHEME}{self.bucket}/{first.get('Key')}: "
                 f"{first.get('Code')} {first.get('Message')} ({len(errors)} objects not deleted)"
             )
+
+
+_clients = threading.local()
+"""boto3 clients of this thread, one per :class:`S3Config`. Each is made from a session of
+its own (boto3's sessions are not thread-safe) and costs tens of ms, so every root of one
+configuration reuses its thread's; roots pickle without one (a Dask worker makes its own)."""
+
+
+def _client_for(config: S3Config) -> Any:
+    made: dict[S3Config, Any] | None = getattr(_clients, "by_config", None)
+    if made is None:
+        made = _clients.by_config = {}
+    if config not in made:
+        made[config] = _boto3_client(config)
+    return made[config]
 
 
 def _boto3_client(config: S3Config) -> Any:

@@ -123,8 +123,7 @@ def record_location(
     if isinstance(root, S3Root):
         config = root.config
     elif settings is not None:
-        storage = settings.storage
-        config = S3Config(storage.s3_endpoint_url, storage.s3_region, storage.s3_anonymous)
+        config = settings.storage.s3_config()
     bucket, key = parse_s3_url(record_path)
     return S3Root(f"s3://{bucket}", config).location(key)
 

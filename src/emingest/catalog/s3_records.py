@@ -16,21 +16,17 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from emingest import storage
 from emingest.catalog import CatalogRow, SyncResult
-from emingest.errors import ConfigError
 from emingest.records import VolumeRecord
 from emingest.transports.retry import RetryPolicy
 from emingest.transports.s3 import AnonymousS3
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``); the prefix may be empty."""
-    if not url.startswith("s3://"):
-        raise ConfigError(f"{url!r} is not an s3://bucket/prefix URL")
-    bucket, _, prefix = url[len("s3://") :].partition("/")
-    if not bucket:
-        raise ConfigError(f"{url!r} names no bucket; use s3://bucket/prefix")
-    prefix = prefix.strip("/")
+    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``); the prefix may be empty
+    (:func:`emingest.storage.parse_s3_url`, with the trailing slash listings want)."""
+    bucket, prefix = storage.parse_s3_url(url)
     return bucket, f"{prefix}/" if prefix else ""
 
 

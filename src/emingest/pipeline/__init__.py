@@ -161,14 +161,14 @@ class Pipeline:
     def ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
         """One volume, under its lock: a second run of it waits, then finds it complete."""
         st = self.settings.storage
-        paths = VolumePaths.for_ref(st.root(), job.ref, job.labels_of)
+        root = st.root()
+        paths = VolumePaths.for_ref(root, job.ref, job.labels_of)
         # locks are of this machine: under the local data root, or the work_dir of a bucket
         lock = volume_lock_path(st.local_root, st.local_root / paths.record.key)
         what = f"{job.ref.source}/{job.ref.source_id}/{job.ref.name}"
-        root = st.root()
         with held(lock, what=what):
             if not isinstance(root, S3Root):
-                return self._ingest(job, force=force)
+                return self._ingest(job, paths, force=force)
             # a bucket is shared by machines that share no flock: a lease object too
             try:
                 lease = held_lease(
@@ -179,7 +179,7 @@ class Pipeline:
                     stop=self.stop,
                 )
                 with lease:
-                    return self._ingest(job, force=force)
+                    return self._ingest(job, paths, force=force)
             except RunInterrupted:
                 return VolumeResult(job.ref, STATUS_INTERRUPTED, _shown(paths.record))
             except DataRootError as err:
@@ -187,9 +187,8 @@ class Pipeline:
                 log.error("%s: %s", what, status)
                 return VolumeResult(job.ref, status, _shown(paths.record), error=err)
 
-    def _ingest(self, job: VolumeJob, *, force: bool = False) -> VolumeResult:
+    def _ingest(self, job: VolumeJob, paths: VolumePaths, *, force: bool = False) -> VolumeResult:
         ref = job.ref
-        paths = VolumePaths.for_ref(self.settings.storage.root(), ref, job.labels_of)
         label = f"{ref.source}/{ref.source_id}/{ref.name}"
         if self.stop.is_set():
             return VolumeResult(ref, STATUS_INTERRUPTED, _shown(paths.record))

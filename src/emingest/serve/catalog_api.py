@@ -47,7 +47,7 @@ class VolumeCache:
 
         self.settings = settings
         self.data_root = settings.storage.root()
-        """One root for every volume: an S3 root keeps its clients between requests."""
+        """The served data root: a record's store is served when it lies below it."""
         # One chunk cache for every volume, bounded by serve.chunk_cache_bytes: a viewer asks
         # for neighbouring planes and levels, which decode the same chunks again without it.
         self.context = ts.Context(

@@ -116,7 +116,7 @@ def object_response(root: DataRoot, key: str, request: Request, media: str) -> R
 
 
 def data_root_of(request: Request) -> DataRoot:
-    """The served data root: one per application (an S3 root keeps its clients)."""
+    """The served data root, built once per application from its settings."""
     root = getattr(request.app.state, "data_root", None)
     if root is None:
         root = request.app.state.data_root = request.app.state.settings.storage.root()
